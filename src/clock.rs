@@ -1,0 +1,133 @@
+//! Which time drives the engine: the event-time watermark while catching up, the wall clock once
+//! caught up.
+//!
+//! Partitions are consumed at different speeds, so the watermark is the minimum, over partitions
+//! that still have a backlog, of the latest event time seen in each: nothing older can still
+//! arrive from them (beyond the allowed lateness). Partitions that are caught up do not hold the
+//! clock back, so a quiet partition never stalls timers; when every partition is caught up, no
+//! backlog can contradict the wall clock, and silent users are re-scored in real time.
+
+use std::collections::BTreeMap;
+
+use crate::Millis;
+
+/// What the source knows about one assigned partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionProgress {
+    /// Latest event time read from the partition, if any.
+    pub max_event_ts: Option<Millis>,
+    /// Whether the consumer position has reached the partition's high watermark.
+    pub caught_up: bool,
+}
+
+/// Per-partition progress of one consumer, and the engine time it implies.
+#[derive(Debug, Clone, Default)]
+pub struct WatermarkClock {
+    partitions: BTreeMap<i32, PartitionProgress>,
+}
+
+impl WatermarkClock {
+    /// Replaces the set of assigned partitions, keeping progress of those that stay.
+    pub fn assign(&mut self, partitions: &[i32]) {
+        self.partitions.retain(|p, _| partitions.contains(p));
+        for p in partitions {
+            self.partitions.entry(*p).or_default();
+        }
+    }
+
+    /// Records an event read from `partition`.
+    pub fn observe(&mut self, partition: i32, event_ts: Millis) {
+        let entry = self.partitions.entry(partition).or_default();
+        entry.max_event_ts = Some(entry.max_event_ts.map_or(event_ts, |m| m.max(event_ts)));
+    }
+
+    /// Records whether `partition` has been read up to its high watermark.
+    pub fn set_caught_up(&mut self, partition: i32, caught_up: bool) {
+        self.partitions.entry(partition).or_default().caught_up = caught_up;
+    }
+
+    /// Whether every assigned partition is caught up (and at least one is assigned).
+    pub fn all_caught_up(&self) -> bool {
+        !self.partitions.is_empty() && self.partitions.values().all(|p| p.caught_up)
+    }
+
+    /// The time the engine may move to, or `None` when it cannot tell yet (a lagging partition
+    /// has not delivered any event, so its backlog could be arbitrarily old).
+    pub fn now(&self, wall: Millis) -> Option<Millis> {
+        if self.partitions.is_empty() {
+            return None;
+        }
+        let latest = self
+            .partitions
+            .values()
+            .filter_map(|p| p.max_event_ts)
+            .max();
+        if self.all_caught_up() {
+            return Some(latest.map_or(wall, |l| l.max(wall)));
+        }
+        let mut lagging_min: Option<Millis> = None;
+        for p in self.partitions.values().filter(|p| !p.caught_up) {
+            let ts = p.max_event_ts?;
+            lagging_min = Some(lagging_min.map_or(ts, |m: Millis| m.min(ts)));
+        }
+        lagging_min
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn while_catching_up_the_slowest_lagging_partition_sets_the_time() {
+        let mut c = WatermarkClock::default();
+        c.assign(&[0, 1, 2]);
+        assert_eq!(c.now(1_000), None, "nothing read yet");
+        c.observe(0, 100);
+        c.observe(1, 300);
+        assert_eq!(c.now(1_000), None, "partition 2 may hold older events");
+        c.observe(2, 200);
+        assert_eq!(c.now(1_000), Some(100));
+        c.set_caught_up(0, true);
+        assert_eq!(
+            c.now(1_000),
+            Some(200),
+            "a caught-up partition does not hold the clock back"
+        );
+    }
+
+    #[test]
+    fn a_quiet_partition_does_not_stall_the_clock() {
+        let mut c = WatermarkClock::default();
+        c.assign(&[0, 1]);
+        c.observe(0, 50);
+        c.set_caught_up(0, true); // its users went silent
+        c.observe(1, 500);
+        assert_eq!(c.now(10_000), Some(500));
+    }
+
+    #[test]
+    fn when_everything_is_caught_up_the_wall_clock_drives() {
+        let mut c = WatermarkClock::default();
+        c.assign(&[0, 1]);
+        c.observe(0, 500);
+        c.set_caught_up(0, true);
+        c.set_caught_up(1, true);
+        assert_eq!(c.now(10_000), Some(10_000));
+        assert_eq!(
+            c.now(100),
+            Some(500),
+            "event time ahead of a slow wall clock wins"
+        );
+    }
+
+    #[test]
+    fn reassignment_forgets_revoked_partitions() {
+        let mut c = WatermarkClock::default();
+        c.assign(&[0, 1]);
+        c.observe(0, 5);
+        c.assign(&[1]);
+        c.observe(1, 7);
+        assert_eq!(c.now(0), Some(7));
+    }
+}

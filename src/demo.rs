@@ -1,0 +1,269 @@
+//! `churnguard demo`: the whole service with no external setup.
+//!
+//! Starts librdkafka's in-process mock cluster (a real Kafka-protocol broker; topics are created
+//! through its own API because its admin API is not implemented), feeds it a synthetic history
+//! plus a few malformed messages, runs the real consumer → engine → producer pipeline against it,
+//! prints alerts as they arrive and serves /metrics. After the history it keeps a live trickle
+//! of events going so the dashboards move.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use tokio::sync::watch;
+
+use crate::config::DemoArgs;
+use crate::engine::EngineConfig;
+use crate::event::{encode, Event, EventKind};
+use crate::http::{self, HttpState};
+use crate::kafka::{self, PipelineConfig, PipelineError};
+use crate::metrics::Metrics;
+use crate::model::{Model, ModelError};
+use crate::synth::{bad_payloads, generate, SynthConfig};
+
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("embedded broker: {0}")]
+    Broker(#[from] rdkafka::error::KafkaError),
+    #[error("cannot serve metrics on {addr}: {source} (pass --metrics-addr 127.0.0.1:0 for any free port)")]
+    Http {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+const INPUT: &str = "activity";
+const ALERTS: &str = "winback-alerts";
+const DLQ: &str = "activity-dlq";
+
+/// Runs the demo until `shutdown` or `--duration-secs`.
+pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<(), DemoError> {
+    let model = Arc::new(Model::load(&args.model)?);
+    let cluster = MockCluster::new(1)?;
+    cluster.create_topic(INPUT, 3, 1)?;
+    cluster.create_topic(ALERTS, 1, 1)?;
+    cluster.create_topic(DLQ, 1, 1)?;
+    let brokers = cluster.bootstrap_servers();
+
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let server = http::serve(
+        args.metrics_addr,
+        HttpState {
+            metrics: Arc::clone(&metrics),
+            ready: Arc::clone(&ready),
+        },
+    )
+    .await
+    .map_err(|source| DemoError::Http {
+        addr: args.metrics_addr,
+        source,
+    })?;
+
+    let now = chrono::Utc::now().timestamp_millis();
+    let synth = SynthConfig {
+        users: args.users,
+        days: args.days,
+        end: now - 60_000,
+        churn_share: 0.25,
+        seed: args.seed,
+    };
+    let (users, history) = generate(&synth);
+    let bad = bad_payloads(now);
+    println!(
+        "churnguard demo: embedded broker at {brokers}; {} users, {} events over {} days (+{} malformed); \
+         metrics on http://{}/metrics",
+        users.len(),
+        history.len(),
+        args.days,
+        bad.len(),
+        server.addr
+    );
+
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    // Malformed messages spread evenly through the history: the DLQ path runs under load.
+    let every = (history.len() / (bad.len() + 1)).max(1);
+    let mut bad_iter = bad.iter();
+    let mut backlog = 0usize;
+    for (i, e) in history.iter().enumerate() {
+        produce(&producer, &e.user_id, encode(e).as_bytes());
+        backlog += 1;
+        if (i + 1) % every == 0 {
+            if let Some((payload, _)) = bad_iter.next() {
+                produce(&producer, "u-bad", payload.as_bytes());
+                backlog += 1;
+            }
+        }
+    }
+    let _ = producer.flush(Duration::from_secs(30));
+
+    let cfg = PipelineConfig {
+        brokers: brokers.clone(),
+        group: "churnguard-demo".into(),
+        input_topic: INPUT.into(),
+        alert_topic: ALERTS.into(),
+        dlq_topic: DLQ.into(),
+        commit_interval: Duration::from_secs(2),
+        session_timeout_ms: 6_000,
+        kafka_options: Vec::new(),
+        engine: EngineConfig::default(),
+        max_future_skew: 3_600_000,
+        shutdown_timeout: Duration::from_secs(10),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let pipeline = tokio::spawn(kafka::run(
+        cfg,
+        Arc::clone(&model),
+        Arc::clone(&metrics),
+        ready,
+        stop_rx,
+    ));
+    let printer = tokio::spawn(print_alerts(
+        brokers.clone(),
+        args.print_alerts,
+        shutdown.clone(),
+    ));
+
+    let started = Instant::now();
+    let deadline =
+        (args.duration_secs > 0).then(|| started + Duration::from_secs(args.duration_secs));
+    let mut backlog_done = false;
+    let live_users: Vec<&str> = users
+        .iter()
+        .filter(|u| u.churn_day.is_none())
+        .map(|u| u.user_id.as_str())
+        .collect();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(args.seed);
+    let mut live_seq = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tick.tick() => {}
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if !backlog_done && metrics.messages_handled() as usize >= backlog {
+            backlog_done = true;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "history of {backlog} messages processed in {secs:.1} s ({:.0} messages/s, including group join); \
+                 now streaming live events at {}/s — Ctrl-C to stop",
+                backlog as f64 / secs,
+                args.live_rate
+            );
+        }
+        if backlog_done && args.live_rate > 0 && !live_users.is_empty() {
+            let now = chrono::Utc::now().timestamp_millis();
+            for _ in 0..(args.live_rate / 10).max(1) {
+                let user = live_users[rng.gen_range(0..live_users.len())];
+                let kind = [
+                    EventKind::Login,
+                    EventKind::PageView,
+                    EventKind::PageView,
+                    EventKind::Search,
+                    EventKind::CartAdd,
+                    EventKind::Purchase,
+                ][rng.gen_range(0..6)];
+                let e = Event {
+                    event_id: format!("live-{live_seq}"),
+                    user_id: user.to_string(),
+                    kind,
+                    ts: now,
+                    amount: if kind == EventKind::Purchase {
+                        rng.gen_range(5.0..150.0f64).round()
+                    } else {
+                        0.0
+                    },
+                };
+                live_seq += 1;
+                produce(&producer, user, encode(&e).as_bytes());
+            }
+            producer.poll(Duration::ZERO);
+        }
+    }
+    let _ = producer.flush(Duration::from_secs(5));
+    let _ = stop_tx.send(true);
+    let report = match pipeline.await {
+        Ok(result) => result?,
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    };
+    printer.abort();
+    server.task.abort();
+    println!(
+        "demo stopped: {} messages consumed ({} rejected to the DLQ), {} win-back alerts published in {:.1} s \
+         (churners in the synthetic history: {})",
+        report.messages,
+        report.rejected,
+        report.alerts,
+        started.elapsed().as_secs_f64(),
+        users.iter().filter(|u| u.churn_day.is_some()).count()
+    );
+    drop(cluster);
+    Ok(())
+}
+
+fn produce(producer: &BaseProducer, key: &str, payload: &[u8]) {
+    let mut record = BaseRecord::to(INPUT).key(key).payload(payload);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                record = r;
+                producer.poll(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Prints the first `full` alerts as JSON and counts the rest.
+async fn print_alerts(brokers: String, full: usize, mut shutdown: watch::Receiver<bool>) {
+    let consumer: StreamConsumer = match ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "churnguard-demo-printer")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.queue.backoff.ms", "100")
+        .create()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "alert printer unavailable");
+            return;
+        }
+    };
+    if consumer.subscribe(&[ALERTS]).is_err() {
+        return;
+    }
+    let mut seen = 0usize;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            m = consumer.recv() => {
+                let Ok(m) = m else { continue };
+                seen += 1;
+                let text = m.payload().map(String::from_utf8_lossy).unwrap_or_default();
+                if seen <= full {
+                    println!("ALERT {seen}: {text}");
+                } else if seen.is_power_of_two() || seen % 100 == 0 {
+                    println!("… {seen} alerts so far");
+                }
+            }
+        }
+    }
+}

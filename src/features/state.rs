@@ -1,0 +1,232 @@
+//! Everything churnguard remembers about one user.
+
+use super::window::{day_of, to_cents, DayWindows, MAX_WINDOW_DAYS};
+use super::{FeatureVector, DEFAULT_CYCLE_DAYS, NUM_FEATURES};
+use crate::event::{Event, EventKind};
+use crate::{Millis, DAY_MS};
+
+/// Sentinel for "never happened" timestamps.
+const NEVER: Millis = Millis::MIN;
+
+/// Per-user state: recent day buckets plus lifetime aggregates that no window can give
+/// (tenure, total spend, purchase cycle) and the alert bookkeeping for the current episode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserState {
+    pub windows: DayWindows,
+    pub first_seen: Millis,
+    pub last_activity: Millis,
+    pub first_purchase: Millis,
+    pub last_purchase: Millis,
+    pub purchases_total: u32,
+    pub spend_total_cents: u64,
+    /// `last_activity` of the silence episode already alerted on, or `NEVER`. A new activity
+    /// moves `last_activity` on, which opens a new episode and re-arms the alert.
+    pub alerted_episode: Millis,
+    /// The user asked not to be contacted: still scored, never alerted.
+    pub opted_out: bool,
+}
+
+impl Default for UserState {
+    fn default() -> Self {
+        UserState {
+            windows: DayWindows::default(),
+            first_seen: NEVER,
+            last_activity: NEVER,
+            first_purchase: NEVER,
+            last_purchase: NEVER,
+            purchases_total: 0,
+            spend_total_cents: 0,
+            alerted_episode: NEVER,
+            opted_out: false,
+        }
+    }
+}
+
+impl UserState {
+    /// Folds an accepted event into the state. Order of arrival does not matter.
+    pub fn apply(&mut self, event: &Event) {
+        match event.kind {
+            EventKind::OptOut => {
+                self.opted_out = true;
+                return;
+            }
+            EventKind::Erase => return, // the engine drops the whole state
+            _ => {}
+        }
+        self.windows.add(event);
+        self.first_seen = if self.first_seen == NEVER {
+            event.ts
+        } else {
+            self.first_seen.min(event.ts)
+        };
+        self.last_activity = self.last_activity.max(event.ts);
+        if event.kind == EventKind::Purchase {
+            self.purchases_total = self.purchases_total.saturating_add(1);
+            self.spend_total_cents = self
+                .spend_total_cents
+                .saturating_add(u64::from(to_cents(event.amount)));
+            self.first_purchase = if self.first_purchase == NEVER {
+                event.ts
+            } else {
+                self.first_purchase.min(event.ts)
+            };
+            self.last_purchase = self.last_purchase.max(event.ts);
+        }
+    }
+
+    /// Whether the user has any activity at all (an opt-out alone creates no activity).
+    pub fn has_activity(&self) -> bool {
+        self.last_activity != NEVER
+    }
+
+    /// Whether an alert was already sent for the current silence episode.
+    pub fn alerted_this_episode(&self) -> bool {
+        self.has_activity() && self.alerted_episode == self.last_activity
+    }
+
+    /// Drops buckets no window can reach any more.
+    pub fn prune(&mut self, now: Millis) {
+        self.windows.prune(day_of(now));
+    }
+
+    /// Features as of `now`. Windows end at `now`'s day; recencies are in fractional days.
+    pub fn features(&self, now: Millis) -> FeatureVector {
+        let today = day_of(now);
+        let [w7, w30, w90] = self.windows.totals_nested(today, [7, 30, MAX_WINDOW_DAYS]);
+        let days_since = |t: Millis| ((now - t).max(0) as f64) / DAY_MS as f64;
+        let tenure = if self.has_activity() {
+            days_since(self.first_seen)
+        } else {
+            0.0
+        };
+        let since_activity = if self.has_activity() {
+            days_since(self.last_activity)
+        } else {
+            0.0
+        };
+        // No purchase yet: count from first sight, so a browser who never buys ages like a
+        // buyer who stopped (`purchases_total` = 0 tells the model which one it is).
+        let since_purchase = if self.last_purchase != NEVER {
+            days_since(self.last_purchase)
+        } else {
+            tenure
+        };
+        let cycle = if self.purchases_total >= 2 {
+            ((self.last_purchase - self.first_purchase) as f64 / DAY_MS as f64)
+                / f64::from(self.purchases_total - 1)
+        } else {
+            0.0
+        };
+        let cycle_for_ratio = if cycle > 0.0 {
+            cycle.max(1.0)
+        } else {
+            DEFAULT_CYCLE_DAYS
+        };
+        let cents = |c: u64| c as f64 / 100.0;
+        // 30-day level against the monthly rate of the 60 days before it, smoothed by +1 so a
+        // user with no history trends at 1.0 rather than dividing by zero.
+        let prior_events = f64::from(w90.events - w30.events) / 2.0;
+        let prior_spend = cents(w90.spend_cents - w30.spend_cents) / 2.0;
+        let values: [f64; NUM_FEATURES] = [
+            f64::from(w7.events),
+            f64::from(w30.events),
+            f64::from(w90.events),
+            f64::from(w30.logins),
+            f64::from(w30.page_views),
+            f64::from(w30.cart_adds),
+            f64::from(w7.purchases),
+            f64::from(w30.purchases),
+            f64::from(w90.purchases),
+            cents(w7.spend_cents),
+            cents(w30.spend_cents),
+            cents(w90.spend_cents),
+            f64::from(w90.refunds),
+            f64::from(w90.complaints),
+            f64::from(w90.coupons),
+            f64::from(w90.social),
+            f64::from(w30.active_days),
+            f64::from(w90.active_days),
+            since_activity,
+            since_purchase,
+            tenure,
+            f64::from(self.purchases_total),
+            cents(self.spend_total_cents),
+            (f64::from(w30.events) + 1.0) / (prior_events + 1.0),
+            (cents(w30.spend_cents) + 1.0) / (prior_spend + 1.0),
+            cycle,
+            since_purchase / cycle_for_ratio,
+        ];
+        FeatureVector { values }
+    }
+
+    /// Approximate bytes this state occupies (struct plus bucket heap), for the users gauge and
+    /// memory benchmarks.
+    pub fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.windows.heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(ts_days: f64, kind: EventKind, amount: f64) -> Event {
+        Event {
+            event_id: String::new(),
+            user_id: "u".into(),
+            kind,
+            ts: (ts_days * DAY_MS as f64) as Millis,
+            amount,
+        }
+    }
+
+    #[test]
+    fn recency_tenure_and_cycle() {
+        let mut s = UserState::default();
+        for d in [100.0, 110.0, 120.0] {
+            s.apply(&ev(d, EventKind::Purchase, 10.0));
+        }
+        s.apply(&ev(125.0, EventKind::PageView, 0.0));
+        let f = s.features((130.0 * DAY_MS as f64) as Millis);
+        assert_eq!(f.get("tenure_days"), Some(30.0));
+        assert_eq!(f.get("days_since_last_activity"), Some(5.0));
+        assert_eq!(f.get("days_since_last_purchase"), Some(10.0));
+        assert_eq!(f.get("mean_interpurchase_days"), Some(10.0));
+        assert_eq!(f.get("recency_vs_cycle"), Some(1.0));
+        assert_eq!(f.get("purchases_30d"), Some(2.0)); // days 101..=130: the day-100 purchase is out
+        assert_eq!(f.get("purchases_90d"), Some(3.0));
+        assert_eq!(f.get("spend_total"), Some(30.0));
+        assert_eq!(f.get("events_7d"), Some(1.0));
+    }
+
+    #[test]
+    fn a_silent_user_ages_without_new_events() {
+        let mut s = UserState::default();
+        s.apply(&ev(10.0, EventKind::Login, 0.0));
+        let early = s.features((11.0 * DAY_MS as f64) as Millis);
+        let late = s.features((50.0 * DAY_MS as f64) as Millis);
+        assert_eq!(early.get("events_7d"), Some(1.0));
+        assert_eq!(late.get("events_7d"), Some(0.0));
+        assert_eq!(late.get("events_90d"), Some(1.0));
+        assert!(late.get("days_since_last_activity").unwrap() > 39.0);
+    }
+
+    #[test]
+    fn opt_out_is_remembered_but_is_not_activity() {
+        let mut s = UserState::default();
+        s.apply(&ev(1.0, EventKind::OptOut, 0.0));
+        assert!(s.opted_out);
+        assert!(!s.has_activity());
+        assert_eq!(s.windows.len(), 0);
+    }
+
+    #[test]
+    fn alert_episode_rearms_on_new_activity() {
+        let mut s = UserState::default();
+        s.apply(&ev(1.0, EventKind::Login, 0.0));
+        s.alerted_episode = s.last_activity;
+        assert!(s.alerted_this_episode());
+        s.apply(&ev(2.0, EventKind::Login, 0.0));
+        assert!(!s.alerted_this_episode());
+    }
+}

@@ -1,0 +1,399 @@
+//! Kafka glue: the pipeline that moves messages from the input topic through the engine to the
+//! alert and dead-letter topics. The engine knows nothing of Kafka; this module knows nothing of
+//! features.
+
+pub mod sink;
+pub mod source;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
+use tokio::sync::watch;
+
+use crate::clock::WatermarkClock;
+use crate::engine::{Applied, Engine, EngineConfig, Scored};
+use crate::event::{self, Rejection};
+use crate::metrics::Metrics;
+use crate::model::Model;
+use crate::{alert, Millis};
+use sink::{Sink, SinkError, SourceRef};
+
+/// Everything the pipeline needs to run.
+#[derive(Clone)]
+pub struct PipelineConfig {
+    pub brokers: String,
+    pub group: String,
+    pub input_topic: String,
+    pub alert_topic: String,
+    pub dlq_topic: String,
+    pub commit_interval: Duration,
+    pub session_timeout_ms: u64,
+    pub kafka_options: Vec<(String, String)>,
+    pub engine: EngineConfig,
+    pub max_future_skew: Millis,
+    pub shutdown_timeout: Duration,
+}
+
+/// Why the pipeline stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cannot create Kafka consumer: {0}")]
+    Consumer(KafkaError),
+    #[error("cannot subscribe to {topic}: {source}")]
+    Subscribe { topic: String, source: KafkaError },
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(
+        "{0} message(s) could not be delivered to the alert or dead-letter topic; stopping without \
+         committing past them so a restart reprocesses them (check the topics exist and the \
+         producer's permissions)"
+    )]
+    DeliveryFailed(u64),
+}
+
+/// Totals of one pipeline run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PipelineReport {
+    pub messages: u64,
+    pub rejected: u64,
+    pub alerts: u64,
+}
+
+/// Splits `key=value` options; anything without `=` is an error the user must fix.
+pub fn parse_kafka_options(options: &[String]) -> Result<Vec<(String, String)>, String> {
+    options
+        .iter()
+        .filter(|o| !o.trim().is_empty())
+        .map(|o| {
+            o.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| format!("kafka option {o:?} is not key=value"))
+        })
+        .collect()
+}
+
+fn wall_now() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+struct Pipeline<'a> {
+    cfg: &'a PipelineConfig,
+    consumer: Arc<source::Source>,
+    stats: Arc<std::sync::Mutex<std::collections::HashMap<i32, source::PartitionStats>>>,
+    sink: Sink,
+    engine: Engine,
+    clock: WatermarkClock,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    /// Next offset per partition as seen by this loop (fresher than librdkafka's statistics).
+    next_offsets: std::collections::HashMap<i32, i64>,
+    assigned: Vec<i32>,
+    last_error: Option<Instant>,
+    report: PipelineReport,
+    scored: Vec<Scored>,
+}
+
+/// Runs the service until `shutdown` turns true, then flushes, commits and returns.
+pub async fn run(
+    cfg: PipelineConfig,
+    model: Arc<Model>,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<PipelineReport, PipelineError> {
+    let sink = Sink::new(
+        &cfg.brokers,
+        &cfg.alert_topic,
+        &cfg.dlq_topic,
+        &cfg.kafka_options,
+        Arc::clone(&metrics),
+    )?;
+    let (consumer, stats) = source::create(
+        &cfg.brokers,
+        &cfg.group,
+        &cfg.input_topic,
+        cfg.session_timeout_ms,
+        &cfg.kafka_options,
+        sink.clone(),
+    )
+    .map_err(PipelineError::Consumer)?;
+    consumer
+        .subscribe(&[&cfg.input_topic])
+        .map_err(|source| PipelineError::Subscribe {
+            topic: cfg.input_topic.clone(),
+            source,
+        })?;
+    metrics.set_model(model.version(), &model.artifact().kind, model.threshold());
+    tracing::info!(
+        brokers = %cfg.brokers, group = %cfg.group, input = %cfg.input_topic,
+        alerts = %cfg.alert_topic, dlq = %cfg.dlq_topic, model = model.version(), "pipeline started"
+    );
+    let mut p = Pipeline {
+        cfg: &cfg,
+        consumer: Arc::new(consumer),
+        stats,
+        sink,
+        engine: Engine::new(cfg.engine.clone(), Some(model)),
+        clock: WatermarkClock::default(),
+        metrics,
+        ready,
+        next_offsets: Default::default(),
+        assigned: Vec::new(),
+        last_error: None,
+        report: PipelineReport::default(),
+        scored: Vec::new(),
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut commit = tokio::time::interval(cfg.commit_interval);
+    commit.tick().await;
+    let consumer = Arc::clone(&p.consumer);
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break Ok(()),
+            msg = consumer.recv() => match msg {
+                Ok(m) => {
+                    if let Err(e) = p.handle(&m) {
+                        break Err(e);
+                    }
+                }
+                Err(e) => {
+                    p.last_error = Some(Instant::now());
+                    tracing::warn!(error = %e, "consumer error; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            },
+            _ = tick.tick() => {
+                p.refresh_progress();
+                if let Err(e) = p.advance_clock() {
+                    break Err(e);
+                }
+            }
+            _ = commit.tick() => {
+                if let Err(e) = p.checkpoint(CommitMode::Async, Duration::from_secs(5)) {
+                    break Err(e);
+                }
+            }
+        }
+    };
+    p.ready.store(false, Ordering::Relaxed);
+    p.metrics.ready.set(0);
+    let final_checkpoint = p.checkpoint(CommitMode::Sync, cfg.shutdown_timeout);
+    p.consumer.unsubscribe();
+    tracing::info!(
+        messages = p.report.messages,
+        rejected = p.report.rejected,
+        alerts = p.report.alerts,
+        "pipeline stopped"
+    );
+    outcome.and(final_checkpoint).map(|()| p.report)
+}
+
+impl Pipeline<'_> {
+    fn handle(&mut self, m: &BorrowedMessage<'_>) -> Result<(), PipelineError> {
+        let started = Instant::now();
+        self.report.messages += 1;
+        let payload = m.payload().unwrap_or(&[]);
+        match event::decode(payload, wall_now(), self.cfg.max_future_skew) {
+            Err(rejection) => self.dead_letter(m, payload, &rejection)?,
+            Ok(ev) => {
+                self.clock.observe(m.partition(), ev.ts);
+                self.advance_clock()?;
+                let t = Instant::now();
+                let applied = self.engine.apply(&ev);
+                self.metrics
+                    .scoring_seconds
+                    .observe(t.elapsed().as_secs_f64());
+                match applied {
+                    Err(rejection) => self.dead_letter(m, payload, &rejection)?,
+                    Ok(Applied::Erased) => {
+                        self.metrics
+                            .events_consumed
+                            .with_label_values(&[ev.kind.as_str()])
+                            .inc();
+                        self.metrics.users_erased.inc();
+                    }
+                    Ok(Applied::Updated { scored }) => {
+                        self.metrics
+                            .events_consumed
+                            .with_label_values(&[ev.kind.as_str()])
+                            .inc();
+                        if let Some(s) = scored {
+                            self.publish(&s)?;
+                        }
+                    }
+                }
+            }
+        }
+        self.next_offsets.insert(m.partition(), m.offset() + 1);
+        // Effects are enqueued: the offset may be stored (it is committed after a flush).
+        if let Err(e) = self.consumer.store_offset_from_message(m) {
+            tracing::warn!(error = %e, partition = m.partition(), offset = m.offset(), "cannot store offset");
+        }
+        self.metrics
+            .event_processing_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    fn dead_letter(
+        &mut self,
+        m: &BorrowedMessage<'_>,
+        payload: &[u8],
+        rejection: &Rejection,
+    ) -> Result<(), PipelineError> {
+        self.report.rejected += 1;
+        self.metrics
+            .events_rejected
+            .with_label_values(&[rejection.reason.as_str()])
+            .inc();
+        tracing::debug!(
+            reason = rejection.reason.as_str(), detail = %rejection.detail,
+            partition = m.partition(), offset = m.offset(), "event rejected to DLQ"
+        );
+        let source = SourceRef {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+        };
+        self.sink.dead_letter(payload, &source, rejection)?;
+        self.metrics.dlq_published.inc();
+        Ok(())
+    }
+
+    fn publish(&mut self, s: &Scored) -> Result<(), PipelineError> {
+        self.metrics
+            .scores
+            .with_label_values(&[s.trigger.as_str()])
+            .inc();
+        self.metrics.score.observe(s.score);
+        match s.decision {
+            alert::AlertDecision::AlreadyAlerted => self
+                .metrics
+                .alerts_suppressed
+                .with_label_values(&["already_alerted"])
+                .inc(),
+            alert::AlertDecision::OptedOut => self
+                .metrics
+                .alerts_suppressed
+                .with_label_values(&["opted_out"])
+                .inc(),
+            _ => {}
+        }
+        if let Some(a) = &s.alert {
+            self.sink.alert(a)?;
+            self.report.alerts += 1;
+            self.metrics
+                .alerts_published
+                .with_label_values(&[s.trigger.as_str()])
+                .inc();
+            tracing::info!(
+                alert_id = %a.alert_id, user_id = %a.user_id, score = a.score,
+                trigger = s.trigger.as_str(), last_activity_at = %a.last_activity_at, "win-back alert"
+            );
+        }
+        Ok(())
+    }
+
+    /// Moves the engine clock as far as the partitions' progress allows; fires due timers.
+    fn advance_clock(&mut self) -> Result<(), PipelineError> {
+        let Some(now) = self.clock.now(wall_now()) else {
+            return Ok(());
+        };
+        self.scored.clear();
+        let mut scored = std::mem::take(&mut self.scored);
+        self.engine.advance(now, &mut scored);
+        for s in &scored {
+            self.publish(s)?;
+        }
+        self.scored = scored;
+        let c = self.engine.counters();
+        self.metrics
+            .users_evicted
+            .inc_by(c.evicted.saturating_sub(self.metrics.users_evicted.get()));
+        self.metrics.users_tracked.set(self.engine.users() as i64);
+        self.metrics
+            .watermark_seconds
+            .set(self.engine.clock() as f64 / 1000.0);
+        Ok(())
+    }
+
+    /// Refreshes assignment, caught-up flags, lag and readiness from librdkafka.
+    fn refresh_progress(&mut self) {
+        if let Ok(tpl) = self.consumer.assignment() {
+            let parts: Vec<i32> = tpl
+                .elements()
+                .iter()
+                .filter(|e| e.topic() == self.cfg.input_topic)
+                .map(|e| e.partition())
+                .collect();
+            if parts != self.assigned {
+                self.clock.assign(&parts);
+                self.next_offsets.retain(|p, _| parts.contains(p));
+                self.metrics.consumer_lag.reset();
+                self.assigned = parts;
+            }
+        }
+        let stats = match self.stats.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        for &p in &self.assigned {
+            let Some(s) = stats.get(&p) else { continue };
+            if s.hi_offset < 0 {
+                continue;
+            }
+            let position = [
+                self.next_offsets.get(&p).copied().unwrap_or(-1),
+                s.app_offset,
+                s.committed_offset,
+            ]
+            .into_iter()
+            .max()
+            .unwrap_or(-1)
+            .max(0);
+            self.clock.set_caught_up(p, position >= s.hi_offset);
+            self.metrics
+                .consumer_lag
+                .with_label_values(&[&p.to_string()])
+                .set((s.hi_offset - position).max(0));
+        }
+        let healthy = self
+            .last_error
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(5));
+        let ready = !self.assigned.is_empty() && healthy;
+        self.ready.store(ready, Ordering::Relaxed);
+        self.metrics.ready.set(i64::from(ready));
+        self.metrics
+            .assigned_partitions
+            .set(self.assigned.len() as i64);
+    }
+
+    /// Flush the producer, then commit stored offsets: never commit what is not yet delivered.
+    fn checkpoint(&mut self, mode: CommitMode, timeout: Duration) -> Result<(), PipelineError> {
+        if let Err(e) = self.sink.flush(timeout) {
+            tracing::warn!(error = %e, in_flight = self.sink.in_flight(), "producer flush timed out; offsets not committed");
+            self.metrics.commits.with_label_values(&["skipped"]).inc();
+            return Ok(());
+        }
+        let failures = self.sink.failures();
+        if failures > 0 {
+            self.metrics.commits.with_label_values(&["skipped"]).inc();
+            return Err(PipelineError::DeliveryFailed(failures));
+        }
+        match self.consumer.commit_consumer_state(mode) {
+            Ok(()) => self.metrics.commits.with_label_values(&["ok"]).inc(),
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "offset commit failed; will retry at the next checkpoint");
+                self.metrics.commits.with_label_values(&["error"]).inc();
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,220 @@
+//! Outbound messages: win-back alerts and dead-lettered input.
+//!
+//! One idempotent producer carries both. `send` only enqueues (the effects are then "handed to
+//! the producer" and the input offset may be stored); delivery is confirmed by a flush at each
+//! checkpoint, before offsets are committed. A delivery that fails for good is remembered, and
+//! the pipeline stops rather than commit past a lost message.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+
+use crate::alert::WinbackAlert;
+use crate::event::Rejection;
+use crate::metrics::Metrics;
+
+/// Where a produced message was going (delivery opaque, metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Destination {
+    Alert = 0,
+    DeadLetter = 1,
+}
+
+impl Destination {
+    fn label(self) -> &'static str {
+        match self {
+            Destination::Alert => "alert",
+            Destination::DeadLetter => "dlq",
+        }
+    }
+}
+
+/// Counts failed deliveries; read at every checkpoint.
+pub struct DeliveryContext {
+    metrics: Arc<Metrics>,
+    failures: AtomicU64,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        if let Err((err, _)) = result {
+            let dest = if opaque == Destination::DeadLetter as usize {
+                Destination::DeadLetter
+            } else {
+                Destination::Alert
+            };
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .producer_delivery_errors
+                .with_label_values(&[dest.label()])
+                .inc();
+            tracing::error!(error = %err, destination = dest.label(), "message delivery failed");
+        }
+    }
+}
+
+/// Errors of the outbound side.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot create Kafka producer: {0}")]
+    Create(KafkaError),
+    #[error("cannot enqueue message for {topic}: {source}")]
+    Enqueue { topic: String, source: KafkaError },
+    #[error("cannot encode alert: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// The producer for alert and dead-letter topics.
+#[derive(Clone)]
+pub struct Sink {
+    producer: ThreadedProducer<DeliveryContext>,
+    alert_topic: String,
+    dlq_topic: String,
+}
+
+/// Source coordinates of a message, carried into the DLQ.
+pub struct SourceRef<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+}
+
+impl Sink {
+    /// Creates the idempotent producer (librdkafka retries until delivered: `message.timeout.ms`
+    /// = 0 means no give-up, so a broker outage delays rather than loses).
+    pub fn new(
+        brokers: &str,
+        alert_topic: &str,
+        dlq_topic: &str,
+        extra: &[(String, String)],
+        metrics: Arc<Metrics>,
+    ) -> Result<Sink, SinkError> {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "0")
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "200000");
+        for (k, v) in extra {
+            cfg.set(k, v);
+        }
+        let producer = cfg
+            .create_with_context(DeliveryContext {
+                metrics,
+                failures: AtomicU64::new(0),
+            })
+            .map_err(SinkError::Create)?;
+        Ok(Sink {
+            producer,
+            alert_topic: alert_topic.into(),
+            dlq_topic: dlq_topic.into(),
+        })
+    }
+
+    /// Enqueues an alert keyed by user id, with schema version and alert id in headers.
+    pub fn alert(&self, alert: &WinbackAlert) -> Result<(), SinkError> {
+        let payload = serde_json::to_vec(alert)?;
+        let version = alert.schema_version.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "churnguard.schema_version",
+                value: Some(version.as_bytes()),
+            })
+            .insert(Header {
+                key: "churnguard.alert_id",
+                value: Some(alert.alert_id.as_bytes()),
+            });
+        let record = BaseRecord::with_opaque_to(&self.alert_topic, Destination::Alert as usize)
+            .key(alert.user_id.as_bytes())
+            .payload(payload.as_slice())
+            .headers(headers);
+        self.send(record)
+    }
+
+    /// Enqueues refused input: original bytes and key, reason and source position in headers.
+    pub fn dead_letter(
+        &self,
+        payload: &[u8],
+        source: &SourceRef<'_>,
+        rejection: &Rejection,
+    ) -> Result<(), SinkError> {
+        let partition = source.partition.to_string();
+        let offset = source.offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "churnguard.reason",
+                value: Some(rejection.reason.as_str().as_bytes()),
+            })
+            .insert(Header {
+                key: "churnguard.detail",
+                value: Some(rejection.detail.as_bytes()),
+            })
+            .insert(Header {
+                key: "churnguard.source_topic",
+                value: Some(source.topic.as_bytes()),
+            })
+            .insert(Header {
+                key: "churnguard.source_partition",
+                value: Some(partition.as_bytes()),
+            })
+            .insert(Header {
+                key: "churnguard.source_offset",
+                value: Some(offset.as_bytes()),
+            });
+        let mut record =
+            BaseRecord::with_opaque_to(&self.dlq_topic, Destination::DeadLetter as usize)
+                .payload(payload)
+                .headers(headers);
+        if let Some(k) = source.key {
+            record = record.key(k);
+        }
+        self.send(record)
+    }
+
+    /// Enqueues, waiting while librdkafka's queue is full (backpressure instead of unbounded
+    /// memory).
+    fn send(&self, mut record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), SinkError> {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((source, r)) => {
+                    return Err(SinkError::Enqueue {
+                        topic: r.topic.to_string(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Waits until everything enqueued is delivered (or `timeout` passes).
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+
+    /// Deliveries that failed for good since start.
+    pub fn failures(&self) -> u64 {
+        self.producer.context().failures.load(Ordering::Relaxed)
+    }
+
+    /// Messages waiting in the producer queue.
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+}

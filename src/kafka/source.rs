@@ -1,0 +1,137 @@
+//! The inbound side: a consumer-group member with manual offset management.
+//!
+//! Offsets are stored (`enable.auto.offset.store=false`) only after a message's effects are
+//! handed to the producer, and committed (`enable.auto.commit=false`) only after the producer
+//! has flushed, by the pipeline's checkpoint or by the rebalance callback below before
+//! partitions are given away. librdkafka statistics are kept for lag and caught-up detection.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
+use rdkafka::ClientContext;
+
+use super::sink::Sink;
+
+/// What librdkafka last reported about one input partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionStats {
+    /// High watermark on the broker (-1 unknown).
+    pub hi_offset: i64,
+    /// Offset of the last message handed to the application + 1 (negative if none).
+    pub app_offset: i64,
+    /// Last committed offset (negative if none).
+    pub committed_offset: i64,
+}
+
+/// Consumer callbacks: checkpoint before revocation, keep statistics.
+pub struct SourceContext {
+    sink: Sink,
+    input_topic: String,
+    flush_timeout: Duration,
+    stats: Arc<Mutex<HashMap<i32, PartitionStats>>>,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.input_topic) else {
+            return;
+        };
+        let mut map = match self.stats.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.clear();
+        for (p, s) in &topic.partitions {
+            if *p >= 0 {
+                map.insert(
+                    *p,
+                    PartitionStats {
+                        hi_offset: s.hi_offset,
+                        app_offset: s.app_offset,
+                        committed_offset: s.committed_offset,
+                    },
+                );
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // Checkpoint before the partitions go to another member: flush, then commit.
+            match self.sink.flush(self.flush_timeout) {
+                Ok(()) => match consumer.commit_consumer_state(CommitMode::Sync) {
+                    Ok(())
+                    | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) =>
+                    {
+                        tracing::info!(partitions = tpl.count(), "checkpointed before revocation")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "commit before revocation failed"),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "producer flush before revocation failed; not committing")
+                }
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions assigned")
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions revoked")
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+/// The consumer type of the pipeline.
+pub type Source = StreamConsumer<SourceContext>;
+
+/// Creates the consumer (not yet subscribed) and the shared statistics map.
+#[allow(clippy::type_complexity)]
+pub fn create(
+    brokers: &str,
+    group: &str,
+    input_topic: &str,
+    session_timeout_ms: u64,
+    extra: &[(String, String)],
+    sink: Sink,
+) -> Result<(Source, Arc<Mutex<HashMap<i32, PartitionStats>>>), KafkaError> {
+    let stats = Arc::new(Mutex::new(HashMap::new()));
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", session_timeout_ms.to_string())
+        .set("statistics.interval.ms", "1000")
+        // The default 1000 ms backoff throttles a caught-up consumer's fetches; 100 ms keeps
+        // latency low without busy polling.
+        .set("fetch.queue.backoff.ms", "100")
+        // Bounded prefetch: a burst does not grow memory without limit.
+        .set("queued.max.messages.kbytes", "65536");
+    for (k, v) in extra {
+        cfg.set(k, v);
+    }
+    let context = SourceContext {
+        sink,
+        input_topic: input_topic.to_string(),
+        flush_timeout: Duration::from_secs(10),
+        stats: Arc::clone(&stats),
+    };
+    let consumer: Source = cfg.create_with_context(context)?;
+    Ok((consumer, stats))
+}

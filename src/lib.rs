@@ -1,0 +1,34 @@
+//! churnguard: streaming churn-risk scoring and win-back alerts over Kafka.
+//!
+//! The crate is laid out along the data flow:
+//!
+//! ```text
+//!  kafka::source ──► event (decode, validate) ──► engine ──► kafka::sink
+//!                         │ rejects → DLQ          │  features (per-user windows, timers)
+//!                                                  │  model    (churn probability)
+//!                                                  │  alert    (episode policy, payload)
+//! ```
+//!
+//! Everything between the source and the sink (event → features → model → alert) is pure and
+//! knows nothing of Kafka: the service, `replay`, `train`, tests and benchmarks all drive the
+//! same [`engine::Engine`], so what is trained is what is served.
+
+pub mod alert;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod event;
+pub mod features;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+pub mod model;
+pub mod replay;
+pub mod synth;
+
+/// Milliseconds since the Unix epoch, the engine's unit of event time.
+pub type Millis = i64;
+
+/// One day in milliseconds: windows are exact at day granularity.
+pub const DAY_MS: Millis = 86_400_000;

@@ -1,0 +1,247 @@
+//! Every metric churnguard exports, in one place (as Vector keeps its internal events), so names,
+//! labels and help texts never drift between code, README catalogue and dashboards.
+//!
+//! Naming follows Prometheus practice: `churnguard_` prefix, base units (`_seconds`),
+//! `_total` counters, bounded label sets; user ids never appear in labels.
+
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::alert::Trigger;
+use crate::event::{EventKind, RejectReason};
+
+/// The service's metrics, registered in their own registry.
+pub struct Metrics {
+    pub registry: Registry,
+    pub build_info: IntGaugeVec,
+    pub model_info: IntGaugeVec,
+    pub model_threshold: Gauge,
+    pub events_consumed: IntCounterVec,
+    pub events_rejected: IntCounterVec,
+    pub dlq_published: IntCounter,
+    pub alerts_published: IntCounterVec,
+    pub alerts_suppressed: IntCounterVec,
+    pub scores: IntCounterVec,
+    pub score: Histogram,
+    pub scoring_seconds: Histogram,
+    pub event_processing_seconds: Histogram,
+    pub users_tracked: IntGauge,
+    pub users_evicted: IntCounter,
+    pub users_erased: IntCounter,
+    pub watermark_seconds: Gauge,
+    pub producer_delivery_errors: IntCounterVec,
+    pub commits: IntCounterVec,
+    pub ready: IntGauge,
+    pub assigned_partitions: IntGauge,
+    pub consumer_lag: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric, pre-populating label values so dashboards show zeros
+    /// rather than "no data" before the first occurrence.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c =
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid metric definition");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("metric registered once");
+            h
+        };
+        let int_gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric definition");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("metric registered once");
+            g
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g =
+                IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("metric registered once");
+            g
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = Gauge::new(name, help).expect("valid metric definition");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("metric registered once");
+            g
+        };
+        let latency = vec![
+            0.000_001, 0.000_005, 0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05,
+            0.1,
+        ];
+
+        let m = Metrics {
+            build_info: gauge_vec("churnguard_build_info", "Build information; always 1.", &["version"]),
+            model_info: gauge_vec(
+                "churnguard_model_info",
+                "The model in use; always 1 for the loaded version.",
+                &["model_version", "kind"],
+            ),
+            model_threshold: gauge("churnguard_model_threshold", "Alert threshold of the loaded model (probability)."),
+            events_consumed: counter_vec(
+                "churnguard_events_consumed_total",
+                "Valid events folded into user state, by event type.",
+                &["type"],
+            ),
+            events_rejected: counter_vec(
+                "churnguard_events_rejected_total",
+                "Input messages refused and sent to the dead-letter topic, by reason.",
+                &["reason"],
+            ),
+            dlq_published: counter("churnguard_dlq_published_total", "Messages handed to the dead-letter topic producer."),
+            alerts_published: counter_vec(
+                "churnguard_alerts_published_total",
+                "Win-back alerts handed to the alert topic producer, by what triggered the scoring.",
+                &["trigger"],
+            ),
+            alerts_suppressed: counter_vec(
+                "churnguard_alerts_suppressed_total",
+                "Scores at or above threshold that raised no alert, by reason.",
+                &["reason"],
+            ),
+            scores: counter_vec(
+                "churnguard_scores_total",
+                "Users scored, by trigger (event = an event arrived, timer = inactivity deadline).",
+                &["trigger"],
+            ),
+            score: histogram(
+                "churnguard_churn_score",
+                "Distribution of churn probabilities computed.",
+                (1..=10).map(|i| f64::from(i) / 10.0).collect(),
+            ),
+            scoring_seconds: histogram(
+                "churnguard_scoring_duration_seconds",
+                "Time to fold one event into its user's state and score the user.",
+                latency.clone(),
+            ),
+            event_processing_seconds: histogram(
+                "churnguard_event_processing_duration_seconds",
+                "Time from receiving a message to handing its effects to the producer.",
+                latency,
+            ),
+            users_tracked: int_gauge("churnguard_users_tracked", "Users whose state is held in memory."),
+            users_evicted: counter("churnguard_users_evicted_total", "Users dropped after the retention horizon."),
+            users_erased: counter("churnguard_users_erased_total", "Users whose state was deleted on an erase request."),
+            watermark_seconds: gauge(
+                "churnguard_event_time_watermark_seconds",
+                "The engine's event-time clock, as Unix seconds.",
+            ),
+            producer_delivery_errors: counter_vec(
+                "churnguard_producer_delivery_errors_total",
+                "Messages the producer failed to deliver, by destination.",
+                &["destination"],
+            ),
+            commits: counter_vec(
+                "churnguard_offset_commits_total",
+                "Offset commits after a producer flush, by result.",
+                &["result"],
+            ),
+            ready: int_gauge("churnguard_ready", "1 when the service is consuming with partitions assigned."),
+            assigned_partitions: int_gauge("churnguard_assigned_partitions", "Input partitions assigned to this instance."),
+            consumer_lag: gauge_vec(
+                "churnguard_consumer_lag_messages",
+                "Messages between this instance's position and the high watermark, per input partition.",
+                &["partition"],
+            ),
+            registry,
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for k in EventKind::ALL {
+            m.events_consumed.with_label_values(&[k.as_str()]);
+        }
+        for r in RejectReason::ALL {
+            m.events_rejected.with_label_values(&[r.as_str()]);
+        }
+        for t in [Trigger::Event, Trigger::Timer] {
+            m.alerts_published.with_label_values(&[t.as_str()]);
+            m.scores.with_label_values(&[t.as_str()]);
+        }
+        for r in ["already_alerted", "opted_out"] {
+            m.alerts_suppressed.with_label_values(&[r]);
+        }
+        for d in ["alert", "dlq"] {
+            m.producer_delivery_errors.with_label_values(&[d]);
+        }
+        for r in ["ok", "error", "skipped"] {
+            m.commits.with_label_values(&[r]);
+        }
+        m
+    }
+
+    /// Marks `version` as the loaded model (and clears the previous one).
+    pub fn set_model(&self, version: &str, kind: &str, threshold: f64) {
+        self.model_info.reset();
+        self.model_info.with_label_values(&[version, kind]).set(1);
+        self.model_threshold.set(threshold);
+    }
+
+    /// Input messages handled so far: consumed plus rejected (demo progress, tests).
+    pub fn messages_handled(&self) -> u64 {
+        let sum = |v: &IntCounterVec| -> u64 {
+            v.collect()
+                .iter()
+                .flat_map(|mf| mf.get_metric())
+                .map(|m| m.get_counter().get_value() as u64)
+                .sum()
+        };
+        sum(&self.events_consumed) + sum(&self.events_rejected)
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_the_prefix_and_zeroed_labels() {
+        let m = Metrics::new();
+        let text = m.render();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("churnguard_"), "{line}");
+        }
+        assert!(text.contains(r#"churnguard_events_rejected_total{reason="too_late"} 0"#));
+        assert!(text.contains(r#"churnguard_events_consumed_total{type="purchase"} 0"#));
+    }
+}
