@@ -35,15 +35,24 @@ impl WatermarkClock {
         }
     }
 
-    /// Records an event read from `partition`.
+    /// Records an event read from `partition`. Events of partitions not (or no longer) assigned
+    /// are ignored: only the assignment decides which partitions hold the clock.
     pub fn observe(&mut self, partition: i32, event_ts: Millis) {
-        let entry = self.partitions.entry(partition).or_default();
-        entry.max_event_ts = Some(entry.max_event_ts.map_or(event_ts, |m| m.max(event_ts)));
+        if let Some(entry) = self.partitions.get_mut(&partition) {
+            entry.max_event_ts = Some(entry.max_event_ts.map_or(event_ts, |m| m.max(event_ts)));
+        }
     }
 
-    /// Records whether `partition` has been read up to its high watermark.
-    pub fn set_caught_up(&mut self, partition: i32, caught_up: bool) {
-        self.partitions.entry(partition).or_default().caught_up = caught_up;
+    /// Records whether an assigned `partition` has been read up to its high watermark; returns
+    /// whether that changed.
+    pub fn set_caught_up(&mut self, partition: i32, caught_up: bool) -> bool {
+        match self.partitions.get_mut(&partition) {
+            Some(entry) if entry.caught_up != caught_up => {
+                entry.caught_up = caught_up;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Whether every assigned partition is caught up (and at least one is assigned).
@@ -119,6 +128,16 @@ mod tests {
             Some(500),
             "event time ahead of a slow wall clock wins"
         );
+    }
+
+    #[test]
+    fn events_of_unknown_partitions_do_not_move_the_clock() {
+        let mut c = WatermarkClock::default();
+        c.observe(0, 500);
+        assert_eq!(c.now(1_000), None, "no assignment known yet");
+        c.assign(&[0, 1]);
+        c.observe(0, 500);
+        assert_eq!(c.now(1_000), None, "partition 1 has not delivered");
     }
 
     #[test]

@@ -46,12 +46,36 @@ pub enum DemoError {
 const INPUT: &str = "activity";
 const ALERTS: &str = "winback-alerts";
 const DLQ: &str = "activity-dlq";
+/// Bytes of history per input partition, well under the mock broker's 5 MB retention.
+const MOCK_PARTITION_BUDGET_BYTES: usize = 3 * 1024 * 1024;
 
 /// Runs the demo until `shutdown` or `--duration-secs`.
 pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<(), DemoError> {
     let model = Arc::new(Model::load(&args.model)?);
+    let now = chrono::Utc::now().timestamp_millis();
+    let synth = SynthConfig {
+        users: args.users,
+        days: args.days,
+        end: now - 60_000,
+        churn_share: 0.25,
+        seed: args.seed,
+    };
+    let (users, history) = generate(&synth);
+    let payloads: Vec<(&str, String)> = history
+        .iter()
+        .map(|e| (e.user_id.as_str(), encode(e)))
+        .collect();
+    let bad = bad_payloads(now);
+
+    // The mock broker keeps at most 100,000 messages / 5 MB per partition and silently drops the
+    // oldest beyond that, so the input topic gets enough partitions to hold the whole history.
+    let bytes: usize = payloads.iter().map(|(k, p)| k.len() + p.len() + 64).sum();
+    let partitions =
+        i32::try_from((bytes / MOCK_PARTITION_BUDGET_BYTES + 1).max(payloads.len() / 60_000 + 1))
+            .unwrap_or(i32::MAX)
+            .clamp(3, 256);
     let cluster = MockCluster::new(1)?;
-    cluster.create_topic(INPUT, 3, 1)?;
+    cluster.create_topic(INPUT, partitions, 1)?;
     cluster.create_topic(ALERTS, 1, 1)?;
     cluster.create_topic(DLQ, 1, 1)?;
     let brokers = cluster.bootstrap_servers();
@@ -71,19 +95,9 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<
         source,
     })?;
 
-    let now = chrono::Utc::now().timestamp_millis();
-    let synth = SynthConfig {
-        users: args.users,
-        days: args.days,
-        end: now - 60_000,
-        churn_share: 0.25,
-        seed: args.seed,
-    };
-    let (users, history) = generate(&synth);
-    let bad = bad_payloads(now);
     println!(
-        "churnguard demo: embedded broker at {brokers}; {} users, {} events over {} days (+{} malformed); \
-         metrics on http://{}/metrics",
+        "churnguard demo: embedded broker at {brokers} (topic {INPUT}, {partitions} partitions); {} users, \
+         {} events over {} days (+{} malformed); metrics on http://{}/metrics",
         users.len(),
         history.len(),
         args.days,
@@ -97,11 +111,11 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
     // Malformed messages spread evenly through the history: the DLQ path runs under load.
-    let every = (history.len() / (bad.len() + 1)).max(1);
+    let every = (payloads.len() / (bad.len() + 1)).max(1);
     let mut bad_iter = bad.iter();
     let mut backlog = 0usize;
-    for (i, e) in history.iter().enumerate() {
-        produce(&producer, &e.user_id, encode(e).as_bytes());
+    for (i, (key, payload)) in payloads.iter().enumerate() {
+        produce(&producer, key, payload.as_bytes());
         backlog += 1;
         if (i + 1) % every == 0 {
             if let Some((payload, _)) = bad_iter.next() {
@@ -205,7 +219,9 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<
         Err(join) => std::panic::resume_unwind(join.into_panic()),
     };
     printer.abort();
+    let _ = printer.await;
     server.task.abort();
+    drop(producer);
     println!(
         "demo stopped: {} messages consumed ({} rejected to the DLQ), {} win-back alerts published in {:.1} s \
          (churners in the synthetic history: {})",

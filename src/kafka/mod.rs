@@ -201,6 +201,9 @@ impl Pipeline<'_> {
         match event::decode(payload, wall_now(), self.cfg.max_future_skew) {
             Err(rejection) => self.dead_letter(m, payload, &rejection)?,
             Ok(ev) => {
+                if !self.assigned.contains(&m.partition()) {
+                    self.refresh_assignment();
+                }
                 self.clock.observe(m.partition(), ev.ts);
                 self.advance_clock()?;
                 let t = Instant::now();
@@ -323,8 +326,10 @@ impl Pipeline<'_> {
         Ok(())
     }
 
-    /// Refreshes assignment, caught-up flags, lag and readiness from librdkafka.
-    fn refresh_progress(&mut self) {
+    /// Reads the current assignment. Must run before the clock may advance on a partition's
+    /// events: a clock that does not know every assigned partition would move past the backlog of
+    /// one that has not delivered yet.
+    fn refresh_assignment(&mut self) {
         if let Ok(tpl) = self.consumer.assignment() {
             let parts: Vec<i32> = tpl
                 .elements()
@@ -339,6 +344,11 @@ impl Pipeline<'_> {
                 self.assigned = parts;
             }
         }
+    }
+
+    /// Refreshes assignment, caught-up flags, lag and readiness from librdkafka.
+    fn refresh_progress(&mut self) {
+        self.refresh_assignment();
         let stats = match self.stats.lock() {
             Ok(s) => s.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -357,7 +367,18 @@ impl Pipeline<'_> {
             .max()
             .unwrap_or(-1)
             .max(0);
-            self.clock.set_caught_up(p, position >= s.hi_offset);
+            let caught_up = position >= s.hi_offset;
+            if self.clock.set_caught_up(p, caught_up) {
+                tracing::debug!(
+                    partition = p,
+                    caught_up,
+                    position,
+                    hi_offset = s.hi_offset,
+                    app_offset = s.app_offset,
+                    committed = s.committed_offset,
+                    "partition progress changed"
+                );
+            }
             self.metrics
                 .consumer_lag
                 .with_label_values(&[&p.to_string()])
