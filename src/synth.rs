@@ -205,6 +205,46 @@ fn poisson(rng: &mut SmallRng, lambda: f64) -> u32 {
     }
 }
 
+/// A small deterministic stream with known outcome, for end-to-end tests: `steady` users active
+/// every day up to `end` (login, a page view, a purchase weekly) and `churners` who behave the
+/// same until `silent_days` before `end` and then stop. User ids are `steady-N` / `churner-N`.
+pub fn scripted(
+    end: Millis,
+    days: u32,
+    steady: usize,
+    churners: usize,
+    silent_days: u32,
+) -> Vec<Event> {
+    let start = end - i64::from(days) * DAY_MS;
+    let mut events = Vec::new();
+    let users = (0..steady)
+        .map(|i| (format!("steady-{i}"), days))
+        .chain((0..churners).map(|i| (format!("churner-{i}"), days.saturating_sub(silent_days))));
+    for (n, (user, active_days)) in users.enumerate() {
+        let offset = (n as i64 % 24) * 3_600_000 / 2;
+        for day in 0..active_days {
+            let t = start + i64::from(day) * DAY_MS + offset;
+            let mut push = |k: EventKind, dt: Millis, amount: f64| {
+                events.push(Event {
+                    event_id: format!("{user}-{day}-{}", k.as_str()),
+                    user_id: user.clone(),
+                    kind: k,
+                    ts: t + dt,
+                    amount,
+                });
+            };
+            push(EventKind::Login, 0, 0.0);
+            push(EventKind::PageView, 60_000, 0.0);
+            if day % 7 == 3 {
+                push(EventKind::Purchase, 120_000, 25.0 + (n % 5) as f64 * 10.0);
+            }
+        }
+    }
+    events.retain(|e| e.ts <= end);
+    events.sort_by_key(|e| e.ts);
+    events
+}
+
 /// Malformed payloads of every rejection kind, for demos and load tests of the DLQ path.
 pub fn bad_payloads(now: Millis) -> Vec<(String, &'static str)> {
     let future = crate::alert::rfc3339(now + 30 * DAY_MS);
@@ -235,6 +275,36 @@ pub fn bad_payloads(now: Millis) -> Vec<(String, &'static str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The committed model, replayed over the scripted stream, alerts each churner exactly once
+    /// and no steady user: the expectation the Kafka end-to-end test relies on.
+    #[test]
+    fn scripted_churners_get_one_alert_each_from_the_committed_model() {
+        let model = crate::model::Model::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/churn-lr.json"
+        )))
+        .unwrap();
+        let end = 20_000 * DAY_MS;
+        let events = scripted(end, 120, 10, 6, 45);
+        let mut engine = crate::engine::Engine::new(
+            crate::engine::EngineConfig::default(),
+            Some(std::sync::Arc::new(model)),
+        );
+        let out = crate::replay::replay(&mut engine, &events, Some(end));
+        let mut alerted: Vec<&str> = out.alerts.iter().map(|a| a.user_id.as_str()).collect();
+        alerted.sort_unstable();
+        let expected: Vec<String> = (0..6).map(|i| format!("churner-{i}")).collect();
+        assert_eq!(
+            alerted,
+            expected,
+            "alerts: {:#?}",
+            out.alerts
+                .iter()
+                .map(|a| (&a.user_id, &a.ts, a.score))
+                .collect::<Vec<_>>()
+        );
+    }
 
     #[test]
     fn is_deterministic_sorted_and_churners_go_silent() {
