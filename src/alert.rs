@@ -68,6 +68,8 @@ pub struct WinbackAlert {
     pub trigger: Trigger,
     /// Start of the silence episode this alert is about (the user's latest activity).
     pub last_activity_at: String,
+    /// Lifecycle stage when the alert was raised.
+    pub lifecycle_state: crate::features::Stage,
     /// Top features that pushed the score up.
     pub reasons: Vec<Reason>,
     /// Every feature the model used, with its value at decision time.

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use ahash::AHashMap;
 
 use crate::alert::{self, AlertDecision, Reason, Trigger, WinbackAlert, ALERT_SCHEMA_VERSION};
+use crate::dedupe::Deduper;
 use crate::event::{Event, EventKind, RejectReason, Rejection};
-use crate::features::{FeatureVector, UserState};
+use crate::features::{FeatureVector, LifecycleConfig, Stage, UserState};
 use crate::model::Model;
 use crate::{Millis, DAY_MS};
 
@@ -31,6 +32,12 @@ pub struct EngineConfig {
     pub retention: Millis,
     /// Number of top reasons carried in an alert.
     pub top_reasons: usize,
+    /// Lifecycle thresholds.
+    pub lifecycle: LifecycleConfig,
+    /// How long (event time) an `event_id` is remembered to recognise duplicates; 0 disables.
+    pub dedupe_horizon: Millis,
+    /// A user is re-scored when silent for this many times their own purchase cycle.
+    pub cycle_overdue_factor: f64,
 }
 
 impl Default for EngineConfig {
@@ -40,6 +47,9 @@ impl Default for EngineConfig {
             rescore_interval: DAY_MS,
             retention: 400 * DAY_MS,
             top_reasons: 3,
+            lifecycle: LifecycleConfig::default(),
+            dedupe_horizon: 3_600_000,
+            cycle_overdue_factor: 1.5,
         }
     }
 }
@@ -48,6 +58,8 @@ impl Default for EngineConfig {
 #[derive(Debug, Clone)]
 pub struct Scored {
     pub trigger: Trigger,
+    /// Lifecycle stage at the time of scoring.
+    pub stage: Stage,
     pub score: f64,
     pub decision: AlertDecision,
     /// Present when `decision` is [`AlertDecision::Raise`].
@@ -61,6 +73,8 @@ pub enum Applied {
     Updated { scored: Option<Scored> },
     /// An `erase` request: the user's state is gone.
     Erased,
+    /// The same `event_id` was already applied within the dedupe horizon: nothing changed.
+    Duplicate,
 }
 
 /// Running totals the engine keeps about itself (exported as metrics by the service).
@@ -68,6 +82,9 @@ pub enum Applied {
 pub struct EngineCounters {
     pub evicted: u64,
     pub erased: u64,
+    pub duplicates: u64,
+    /// Events accepted although older than the clock (folded into their own day).
+    pub late_accepted: u64,
 }
 
 struct Slot {
@@ -88,13 +105,17 @@ pub struct Engine {
     /// Event-time clock: never moves backwards.
     clock: Millis,
     counters: EngineCounters,
+    dedupe: Deduper,
+    /// Users per lifecycle stage, indexed by `Stage as usize`.
+    stage_counts: [u64; 6],
+    /// Cumulative transitions `[from][to]`.
+    transitions: [[u64; 6]; 6],
 }
 
 impl Engine {
     /// A new engine. Without a model it only keeps state (training and replay of features).
     pub fn new(config: EngineConfig, model: Option<Arc<Model>>) -> Engine {
         Engine {
-            config,
             model,
             index: AHashMap::new(),
             slots: Vec::new(),
@@ -102,7 +123,21 @@ impl Engine {
             timers: BTreeSet::new(),
             clock: Millis::MIN,
             counters: EngineCounters::default(),
+            dedupe: Deduper::new(config.dedupe_horizon),
+            stage_counts: [0; 6],
+            transitions: [[0; 6]; 6],
+            config,
         }
+    }
+
+    /// Users per lifecycle stage, in [`Stage::ALL`] order.
+    pub fn stage_counts(&self) -> [u64; 6] {
+        self.stage_counts
+    }
+
+    /// Cumulative lifecycle transitions, `[from][to]` in [`Stage::ALL`] order.
+    pub fn transitions(&self) -> &[[u64; 6]; 6] {
+        &self.transitions
     }
 
     /// Replaces the model (hot reload); state is untouched.
@@ -176,13 +211,36 @@ impl Engine {
             self.erase(&event.user_id);
             return Ok(Applied::Erased);
         }
-        let idx = self.slot_for(&event.user_id);
+        if self
+            .dedupe
+            .is_duplicate(&event.user_id, &event.event_id, event.ts, self.clock)
+        {
+            self.counters.duplicates += 1;
+            return Ok(Applied::Duplicate);
+        }
+        if event.ts < self.clock {
+            self.counters.late_accepted += 1;
+        }
+        let (idx, fresh) = self.slot_for(&event.user_id);
         let now = self.clock.max(event.ts);
         let slot = self.slots[idx as usize]
             .as_mut()
             .expect("slot_for returns a live slot");
+        if !fresh && matches!(event.kind, EventKind::Login | EventKind::Purchase) {
+            let silence = event.ts.saturating_sub(slot.state.silence_start());
+            if silence as f64 >= self.config.lifecycle.at_risk_days * DAY_MS as f64 {
+                slot.state.returned_at = slot.state.returned_at.max(event.ts);
+            }
+        }
         slot.state.apply(event);
         slot.state.prune(now);
+        if fresh {
+            let stage = slot.state.stage_at(&self.config.lifecycle, now);
+            slot.state.stage = stage as u8;
+            self.stage_counts[stage as usize] += 1;
+        } else {
+            self.update_stage(idx, now);
+        }
         let scored = self.score(idx, now, Trigger::Event);
         self.schedule(idx, now);
         Ok(Applied::Updated { scored })
@@ -193,6 +251,7 @@ impl Engine {
     pub fn advance(&mut self, now: Millis, out: &mut Vec<Scored>) -> usize {
         if now > self.clock {
             self.clock = now;
+            self.dedupe.prune(now);
         }
         let mut fired = 0;
         while let Some(&(deadline, idx)) = self.timers.first() {
@@ -213,12 +272,29 @@ impl Engine {
             }
             slot.state.prune(at);
             fired += 1;
+            self.update_stage(idx, at);
             if let Some(s) = self.score(idx, at, Trigger::Timer) {
                 out.push(s);
             }
             self.schedule(idx, at);
         }
         fired
+    }
+
+    /// Re-derives the user's lifecycle stage at `now`, recording a transition if it changed.
+    fn update_stage(&mut self, idx: u32, now: Millis) {
+        let Some(slot) = self.slots[idx as usize].as_mut() else {
+            return;
+        };
+        let stage = slot.state.stage_at(&self.config.lifecycle, now);
+        let before = Stage::from_u8(slot.state.stage);
+        if stage != before {
+            slot.state.stage = stage as u8;
+            self.stage_counts[before as usize] =
+                self.stage_counts[before as usize].saturating_sub(1);
+            self.stage_counts[stage as usize] += 1;
+            self.transitions[before as usize][stage as usize] += 1;
+        }
     }
 
     fn score(&mut self, idx: u32, now: Millis, trigger: Trigger) -> Option<Scored> {
@@ -232,6 +308,7 @@ impl Engine {
             slot.state.alerted_this_episode(),
             slot.state.opted_out,
         );
+        let stage = Stage::from_u8(slot.state.stage);
         let alert = (decision == AlertDecision::Raise).then(|| {
             slot.state.alerted_episode = slot.state.last_activity;
             build_alert(
@@ -247,14 +324,17 @@ impl Engine {
         });
         Some(Scored {
             trigger,
+            stage,
             score,
             decision,
             alert,
         })
     }
 
-    /// Next check: one rescore interval after `now`, while the user is within retention. Users
-    /// already alerted this episode only need a check at their eviction time.
+    /// Next check, derived from state alone (so a restored state re-creates it): the earliest of
+    /// the next lifecycle threshold the silence will cross, the point where the user's own
+    /// purchase cycle is overdue, the next periodic re-score (until alerted this episode), and
+    /// eviction.
     fn schedule(&mut self, idx: u32, now: Millis) {
         let Some(slot) = self.slots[idx as usize].as_mut() else {
             return;
@@ -262,24 +342,39 @@ impl Engine {
         if let Some(old) = slot.deadline.take() {
             self.timers.remove(&(old, idx));
         }
-        let eviction = slot
-            .state
+        let state = &slot.state;
+        let eviction = state
             .last_activity
             .saturating_add(self.config.retention)
             .saturating_add(1);
-        let next = if slot.state.alerted_this_episode() || self.model.is_none() {
-            eviction
-        } else {
-            now.saturating_add(self.config.rescore_interval)
-                .min(eviction)
-        };
+        let mut next = eviction;
+        if let Some(d) = self
+            .config
+            .lifecycle
+            .silence_deadlines(state.silence_start())
+            .into_iter()
+            .find(|d| *d > now)
+        {
+            next = next.min(d);
+        }
+        if self.model.is_some() && !state.alerted_this_episode() {
+            next = next.min(now.saturating_add(self.config.rescore_interval));
+            if let Some(cycle) = state.purchase_cycle_days() {
+                let overdue = state.last_purchase
+                    + (cycle.max(1.0) * self.config.cycle_overdue_factor * DAY_MS as f64) as Millis;
+                if overdue > now {
+                    next = next.min(overdue);
+                }
+            }
+        }
         slot.deadline = Some(next);
         self.timers.insert((next, idx));
     }
 
-    fn slot_for(&mut self, user_id: &str) -> u32 {
+    /// The user's slot, creating it if needed (`true` = newly created).
+    fn slot_for(&mut self, user_id: &str) -> (u32, bool) {
         if let Some(&idx) = self.index.get(user_id) {
-            return idx;
+            return (idx, false);
         }
         let slot = Slot {
             user_id: user_id.into(),
@@ -297,13 +392,17 @@ impl Engine {
             }
         };
         self.index.insert(user_id.into(), idx);
-        idx
+        (idx, true)
     }
 
     fn remove(&mut self, idx: u32) {
         if let Some(slot) = self.slots[idx as usize].take() {
             if let Some(d) = slot.deadline {
                 self.timers.remove(&(d, idx));
+            }
+            if slot.state.has_activity() {
+                let stage = usize::from(slot.state.stage).min(5);
+                self.stage_counts[stage] = self.stage_counts[stage].saturating_sub(1);
             }
             self.index.remove(&slot.user_id);
             self.free.push(idx);
@@ -358,6 +457,7 @@ fn build_alert(
         model_version: model.version().to_string(),
         trigger,
         last_activity_at: alert::rfc3339(state.last_activity),
+        lifecycle_state: Stage::from_u8(state.stage),
         reasons: model
             .top_reasons(features, top_reasons)
             .iter()
@@ -501,6 +601,140 @@ mod tests {
         assert_eq!(e.users(), 0);
         assert!(e.state("u").is_none());
         assert_eq!(e.counters().erased, 1);
+    }
+
+    fn stage_of(e: &Engine, user: &str) -> Stage {
+        Stage::from_u8(e.state(user).unwrap().stage)
+    }
+
+    /// Every lifecycle transition, driven by a synthetic event-time sequence; the engine runs
+    /// without a model, so only the silence deadlines move it.
+    #[test]
+    fn every_lifecycle_transition_happens_at_its_threshold() {
+        use Stage::*;
+        let mut e = Engine::new(EngineConfig::default(), None);
+        // Daily logins for 20 days: new until 14 days of tenure, then active.
+        for d in 0..20i32 {
+            e.apply(&ev("u", f64::from(d) + 0.5, EventKind::Login))
+                .unwrap();
+            e.advance(i64::from(d) * DAY_MS + DAY_MS / 2, &mut Vec::new());
+            let expect = if d < 14 { New } else { Active };
+            assert_eq!(stage_of(&e, "u"), expect, "day {d}");
+        }
+        let last = 19.5;
+        let check = |e: &mut Engine, silent_days: f64, expect: Stage| {
+            e.advance(
+                ((last + silent_days) * DAY_MS as f64) as Millis,
+                &mut Vec::new(),
+            );
+            assert_eq!(stage_of(e, "u"), expect, "after {silent_days} silent days");
+        };
+        check(&mut e, 13.9, Active);
+        check(&mut e, 14.0, AtRisk);
+        check(&mut e, 29.9, AtRisk);
+        check(&mut e, 30.0, Grace);
+        check(&mut e, 44.0, Dormant);
+        check(&mut e, 90.0, Churned);
+        // A return brings them back to active.
+        e.apply(&ev("u", last + 100.0, EventKind::Purchase))
+            .unwrap();
+        assert_eq!(stage_of(&e, "u"), Active);
+        let t = e.transitions();
+        for (from, to) in [
+            (New, Active),
+            (Active, AtRisk),
+            (AtRisk, Grace),
+            (Grace, Dormant),
+            (Dormant, Churned),
+            (Churned, Active),
+        ] {
+            assert_eq!(t[from as usize][to as usize], 1, "{from:?} -> {to:?}");
+        }
+        assert_eq!(e.stage_counts()[Active as usize], 1);
+        assert_eq!(e.stage_counts().iter().sum::<u64>(), 1);
+    }
+
+    #[test]
+    fn a_return_during_grace_or_at_risk_goes_back_to_active() {
+        for silent in [20.0, 35.0, 50.0] {
+            let mut e = Engine::new(EngineConfig::default(), None);
+            for d in 0..30 {
+                e.apply(&ev("u", f64::from(d), EventKind::Login)).unwrap();
+            }
+            e.advance(((29.0 + silent) * DAY_MS as f64) as Millis, &mut Vec::new());
+            assert_ne!(stage_of(&e, "u"), Stage::Active);
+            e.apply(&ev("u", 29.0 + silent + 0.1, EventKind::Login))
+                .unwrap();
+            assert_eq!(
+                stage_of(&e, "u"),
+                Stage::Active,
+                "return after {silent} days"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sharp_decline_puts_an_engaging_user_at_risk() {
+        let mut e = Engine::new(EngineConfig::default(), None);
+        // 60 days of 3 logins a day, then one login a week.
+        for d in 0..60 {
+            for h in 0..3 {
+                e.apply(&ev(
+                    "u",
+                    f64::from(d) + f64::from(h) * 0.1,
+                    EventKind::Login,
+                ))
+                .unwrap();
+            }
+        }
+        assert_eq!(stage_of(&e, "u"), Stage::Active);
+        for d in (60..95).step_by(7) {
+            e.apply(&ev("u", f64::from(d), EventKind::Login)).unwrap();
+        }
+        assert_eq!(stage_of(&e, "u"), Stage::AtRisk);
+    }
+
+    #[test]
+    fn duplicates_change_nothing_and_are_counted() {
+        let mut e = Engine::new(EngineConfig::default(), Some(silence_model()));
+        let p = ev("u", 10.0, EventKind::Purchase);
+        e.apply(&p).unwrap();
+        let before = e.state("u").unwrap().clone();
+        assert!(matches!(e.apply(&p).unwrap(), Applied::Duplicate));
+        assert_eq!(e.state("u").unwrap(), &before);
+        assert_eq!(e.counters().duplicates, 1);
+    }
+
+    #[test]
+    fn late_events_within_lateness_are_folded_in_and_counted() {
+        let mut e = Engine::new(EngineConfig::default(), None);
+        e.apply(&ev("u", 10.0, EventKind::Login)).unwrap();
+        e.advance(10 * DAY_MS, &mut Vec::new());
+        e.apply(&ev("u", 8.0, EventKind::Purchase)).unwrap();
+        assert_eq!(e.counters().late_accepted, 1);
+        assert_eq!(
+            e.features("u", 10 * DAY_MS).unwrap().get("purchases_7d"),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn timers_follow_the_purchase_cycle() {
+        // A weekly buyer who stops is re-scored when 1.5 cycles overdue even with daily
+        // re-scoring disabled (huge interval): the cycle deadline alone must fire.
+        let cfg = EngineConfig {
+            rescore_interval: 365 * DAY_MS,
+            ..EngineConfig::default()
+        };
+        let mut e = Engine::new(cfg, Some(silence_model()));
+        for w in 0..6 {
+            e.apply(&ev("u", f64::from(w) * 7.0, EventKind::Purchase))
+                .unwrap();
+        }
+        let mut out = Vec::new();
+        e.advance(46 * DAY_MS, &mut out); // 35 + 1.5 × 7 = 45.5
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].trigger, Trigger::Timer);
     }
 
     #[test]

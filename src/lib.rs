@@ -16,6 +16,7 @@
 pub mod alert;
 pub mod clock;
 pub mod config;
+pub mod dedupe;
 pub mod demo;
 pub mod engine;
 pub mod event;

@@ -31,6 +31,13 @@ pub struct Metrics {
     pub users_tracked: IntGauge,
     pub users_evicted: IntCounter,
     pub users_erased: IntCounter,
+    pub users_by_stage: IntGaugeVec,
+    pub lifecycle_transitions: IntCounterVec,
+    pub events_duplicate: IntCounter,
+    pub events_late: IntCounter,
+    pub event_to_alert_seconds: Histogram,
+    pub producer_queue: IntGauge,
+    pub model_training_auc: Gauge,
     pub watermark_seconds: Gauge,
     pub producer_delivery_errors: IntCounterVec,
     pub commits: IntCounterVec,
@@ -145,7 +152,38 @@ impl Metrics {
             ),
             users_tracked: int_gauge("churnguard_users_tracked", "Users whose state is held in memory."),
             users_evicted: counter("churnguard_users_evicted_total", "Users dropped after the retention horizon."),
-            users_erased: counter("churnguard_users_erased_total", "Users whose state was deleted on an erase request."),
+                        users_erased: counter("churnguard_users_erased_total", "Users whose state was deleted on an erase request."),
+            users_by_stage: gauge_vec(
+                "churnguard_users_by_lifecycle_state",
+                "Users in memory per lifecycle stage.",
+                &["state"],
+            ),
+            lifecycle_transitions: counter_vec(
+                "churnguard_lifecycle_transitions_total",
+                "Users moving from one lifecycle stage to another.",
+                &["from", "to"],
+            ),
+            events_duplicate: counter(
+                "churnguard_events_duplicate_total",
+                "Events whose event_id was already applied within the dedupe horizon; they change nothing.",
+            ),
+            events_late: counter(
+                "churnguard_events_late_total",
+                "Events accepted although older than the event-time clock (within the allowed lateness).",
+            ),
+            event_to_alert_seconds: histogram(
+                "churnguard_event_to_alert_seconds",
+                "Wall time from the event time of the decision to handing the alert to the producer.",
+                vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0, 86400.0],
+            ),
+            producer_queue: int_gauge(
+                "churnguard_producer_queue_messages",
+                "Messages enqueued in the producer and not yet acknowledged by the broker.",
+            ),
+            model_training_auc: gauge(
+                "churnguard_model_training_auc",
+                "Validation ROC AUC recorded in the loaded model artifact at training time.",
+            ),
             watermark_seconds: gauge(
                 "churnguard_event_time_watermark_seconds",
                 "The engine's event-time clock, as Unix seconds.",
@@ -190,6 +228,9 @@ impl Metrics {
         }
         for r in ["ok", "error", "skipped"] {
             m.commits.with_label_values(&[r]);
+        }
+        for s in crate::features::Stage::ALL {
+            m.users_by_stage.with_label_values(&[s.as_str()]).set(0);
         }
         m
     }

@@ -482,3 +482,42 @@ fn sigkill_mid_stream_then_restart_processes_every_event_and_duplicate_alerts_sh
         ids.len()
     ));
 }
+
+/// Throughput of the whole pipeline on Tansu, for the notes (not a pass/fail speed check):
+/// `cargo test --release --test service -- --ignored --nocapture measure`.
+#[test]
+#[ignore = "measurement; run by hand"]
+fn measure_pipeline_throughput_on_tansu() {
+    let broker = shared();
+    let bootstrap = broker.bootstrap();
+    let t = Topics::create(&bootstrap, "tput", 6);
+    let cfg = synth::SynthConfig {
+        users: 1_000,
+        days: 180,
+        end: now_ms() - 60_000,
+        churn_share: 0.25,
+        seed: 5,
+    };
+    let (_, events) = synth::generate(&cfg);
+    let started = Instant::now();
+    produce_events(&bootstrap, &t.input, &events);
+    let produce_secs = started.elapsed().as_secs_f64();
+    let mut svc = Service::start(&bootstrap, &t);
+    let mut first: Option<Instant> = None;
+    let done = wait_until(Duration::from_secs(300), || {
+        let h = svc.metrics().handled();
+        if h > 0 && first.is_none() {
+            first = Some(Instant::now());
+        }
+        h == events.len() as u64
+    });
+    assert!(done);
+    let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    util::log(format!(
+        "tansu: produced {} events in {produce_secs:.1} s ({:.0}/s); churnguard handled them in {secs:.1} s after the \
+         first message ({:.0} events/s)",
+        events.len(),
+        events.len() as f64 / produce_secs,
+        events.len() as f64 / secs
+    ));
+}

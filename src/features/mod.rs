@@ -5,9 +5,11 @@
 //! contains: the same state yields different 7-day counts a week later, which is exactly what
 //! scoring a silent user needs.
 
+pub mod lifecycle;
 mod state;
 mod window;
 
+pub use lifecycle::{LifecycleConfig, Stage};
 pub use state::UserState;
 pub use window::{DayBucket, DayWindows, WindowTotals};
 

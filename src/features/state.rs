@@ -1,5 +1,6 @@
 //! Everything churnguard remembers about one user.
 
+use super::lifecycle::{self, LifecycleConfig, Stage, StageInputs};
 use super::window::{day_of, to_cents, DayWindows, MAX_WINDOW_DAYS};
 use super::{FeatureVector, DEFAULT_CYCLE_DAYS, NUM_FEATURES};
 use crate::event::{Event, EventKind};
@@ -17,6 +18,10 @@ pub struct UserState {
     pub last_activity: Millis,
     pub first_purchase: Millis,
     pub last_purchase: Millis,
+    /// Last login or purchase: the engagement whose absence defines churn.
+    pub last_engaged: Millis,
+    /// Latest return after an at-risk silence (set by the engine, which knows the threshold).
+    pub returned_at: Millis,
     pub purchases_total: u32,
     pub spend_total_cents: u64,
     /// `last_activity` of the silence episode already alerted on, or `NEVER`. A new activity
@@ -24,6 +29,8 @@ pub struct UserState {
     pub alerted_episode: Millis,
     /// The user asked not to be contacted: still scored, never alerted.
     pub opted_out: bool,
+    /// Lifecycle stage last reported (`Stage as u8`), to detect transitions.
+    pub stage: u8,
 }
 
 impl Default for UserState {
@@ -34,10 +41,13 @@ impl Default for UserState {
             last_activity: NEVER,
             first_purchase: NEVER,
             last_purchase: NEVER,
+            last_engaged: NEVER,
+            returned_at: NEVER,
             purchases_total: 0,
             spend_total_cents: 0,
             alerted_episode: NEVER,
             opted_out: false,
+            stage: Stage::New as u8,
         }
     }
 }
@@ -60,6 +70,9 @@ impl UserState {
             self.first_seen.min(event.ts)
         };
         self.last_activity = self.last_activity.max(event.ts);
+        if matches!(event.kind, EventKind::Login | EventKind::Purchase) {
+            self.last_engaged = self.last_engaged.max(event.ts);
+        }
         if event.kind == EventKind::Purchase {
             self.purchases_total = self.purchases_total.saturating_add(1);
             self.spend_total_cents = self
@@ -82,6 +95,41 @@ impl UserState {
     /// Whether an alert was already sent for the current silence episode.
     pub fn alerted_this_episode(&self) -> bool {
         self.has_activity() && self.alerted_episode == self.last_activity
+    }
+
+    /// Start of the current silence for lifecycle purposes: the last login or purchase, or first
+    /// sight for a user who never did either.
+    pub fn silence_start(&self) -> Millis {
+        if self.last_engaged != NEVER {
+            self.last_engaged
+        } else {
+            self.first_seen
+        }
+    }
+
+    /// The lifecycle stage as of `now`.
+    pub fn stage_at(&self, cfg: &LifecycleConfig, now: Millis) -> Stage {
+        let today = day_of(now);
+        let [w30, w90] = self.windows.totals_nested(today, [30, MAX_WINDOW_DAYS]);
+        let days = |t: Millis| ((now - t).max(0) as f64) / DAY_MS as f64;
+        lifecycle::stage(
+            cfg,
+            &StageInputs {
+                days_silent: days(self.silence_start()),
+                tenure_days: days(self.first_seen),
+                events_30d: f64::from(w30.events),
+                events_prior_60d: f64::from(w90.events - w30.events),
+                days_since_return: (self.returned_at != NEVER).then(|| days(self.returned_at)),
+            },
+        )
+    }
+
+    /// The user's own purchase cycle in days, with at least two purchases.
+    pub fn purchase_cycle_days(&self) -> Option<f64> {
+        (self.purchases_total >= 2).then(|| {
+            ((self.last_purchase - self.first_purchase) as f64 / DAY_MS as f64)
+                / f64::from(self.purchases_total - 1)
+        })
     }
 
     /// Drops buckets no window can reach any more.
@@ -111,12 +159,7 @@ impl UserState {
         } else {
             tenure
         };
-        let cycle = if self.purchases_total >= 2 {
-            ((self.last_purchase - self.first_purchase) as f64 / DAY_MS as f64)
-                / f64::from(self.purchases_total - 1)
-        } else {
-            0.0
-        };
+        let cycle = self.purchase_cycle_days().unwrap_or(0.0);
         let cycle_for_ratio = if cycle > 0.0 {
             cycle.max(1.0)
         } else {

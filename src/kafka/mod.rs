@@ -15,8 +15,9 @@ use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::watch;
 
 use crate::clock::WatermarkClock;
-use crate::engine::{Applied, Engine, EngineConfig, Scored};
+use crate::engine::{Applied, Engine, EngineConfig, EngineCounters, Scored};
 use crate::event::{self, Rejection};
+use crate::features::Stage;
 use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::{alert, Millis};
@@ -94,6 +95,9 @@ struct Pipeline<'a> {
     assigned: Vec<i32>,
     last_error: Option<Instant>,
     report: PipelineReport,
+    /// Engine totals already exported to metrics.
+    exported: EngineCounters,
+    exported_transitions: [[u64; 6]; 6],
     scored: Vec<Scored>,
 }
 
@@ -128,6 +132,14 @@ pub async fn run(
             source,
         })?;
     metrics.set_model(model.version(), &model.artifact().kind, model.threshold());
+    if let Some(auc) = model
+        .artifact()
+        .training
+        .pointer("/metrics/validation/roc_auc")
+        .and_then(|v| v.as_f64())
+    {
+        metrics.model_training_auc.set(auc);
+    }
     tracing::info!(
         brokers = %cfg.brokers, group = %cfg.group, input = %cfg.input_topic,
         alerts = %cfg.alert_topic, dlq = %cfg.dlq_topic, model = model.version(), "pipeline started"
@@ -145,6 +157,8 @@ pub async fn run(
         assigned: Vec::new(),
         last_error: None,
         report: PipelineReport::default(),
+        exported: EngineCounters::default(),
+        exported_transitions: [[0; 6]; 6],
         scored: Vec::new(),
     };
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -167,8 +181,9 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             },
-            _ = tick.tick() => {
+                        _ = tick.tick() => {
                 p.refresh_progress();
+                p.export_engine_stats();
                 if let Err(e) = p.advance_clock() {
                     break Err(e);
                 }
@@ -182,6 +197,7 @@ pub async fn run(
     };
     p.ready.store(false, Ordering::Relaxed);
     p.metrics.ready.set(0);
+    p.export_engine_stats();
     let final_checkpoint = p.checkpoint(CommitMode::Sync, cfg.shutdown_timeout);
     p.consumer.unsubscribe();
     tracing::info!(
@@ -213,6 +229,7 @@ impl Pipeline<'_> {
                     .observe(t.elapsed().as_secs_f64());
                 match applied {
                     Err(rejection) => self.dead_letter(m, payload, &rejection)?,
+                    Ok(Applied::Duplicate) => {}
                     Ok(Applied::Erased) => {
                         self.metrics
                             .events_consumed
@@ -291,6 +308,10 @@ impl Pipeline<'_> {
         if let Some(a) = &s.alert {
             self.sink.alert(a)?;
             self.report.alerts += 1;
+            if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&a.ts) {
+                let delay = (wall_now() - t.timestamp_millis()).max(0) as f64 / 1000.0;
+                self.metrics.event_to_alert_seconds.observe(delay);
+            }
             self.metrics
                 .alerts_published
                 .with_label_values(&[s.trigger.as_str()])
@@ -315,15 +336,48 @@ impl Pipeline<'_> {
             self.publish(s)?;
         }
         self.scored = scored;
+        Ok(())
+    }
+
+    /// Brings the engine's own totals (evictions, duplicates, lifecycle) into the metrics.
+    fn export_engine_stats(&mut self) {
         let c = self.engine.counters();
+        let before = std::mem::replace(&mut self.exported, c);
         self.metrics
             .users_evicted
-            .inc_by(c.evicted.saturating_sub(self.metrics.users_evicted.get()));
+            .inc_by(c.evicted - before.evicted);
+        self.metrics
+            .events_duplicate
+            .inc_by(c.duplicates - before.duplicates);
+        self.metrics
+            .events_late
+            .inc_by(c.late_accepted - before.late_accepted);
+        let transitions = *self.engine.transitions();
+        for (from, row) in transitions.iter().enumerate() {
+            for (to, &n) in row.iter().enumerate() {
+                let delta = n - self.exported_transitions[from][to];
+                if delta > 0 {
+                    self.metrics
+                        .lifecycle_transitions
+                        .with_label_values(&[Stage::ALL[from].as_str(), Stage::ALL[to].as_str()])
+                        .inc_by(delta);
+                }
+            }
+        }
+        self.exported_transitions = transitions;
+        for (stage, n) in Stage::ALL.iter().zip(self.engine.stage_counts()) {
+            self.metrics
+                .users_by_stage
+                .with_label_values(&[stage.as_str()])
+                .set(n as i64);
+        }
         self.metrics.users_tracked.set(self.engine.users() as i64);
         self.metrics
             .watermark_seconds
             .set(self.engine.clock() as f64 / 1000.0);
-        Ok(())
+        self.metrics
+            .producer_queue
+            .set(i64::from(self.sink.in_flight()));
     }
 
     /// Reads the current assignment. Must run before the clock may advance on a partition's
