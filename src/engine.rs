@@ -26,8 +26,14 @@ use crate::{Millis, DAY_MS};
 pub struct EngineConfig {
     /// How far behind the watermark an event may be and still be folded into state.
     pub allowed_lateness: Millis,
-    /// How often a silent user is re-scored (event time).
+    /// Shortest gap between re-scorings of a silent user (event time). Later gaps grow with the
+    /// silence (see `rescore_growth`).
     pub rescore_interval: Millis,
+    /// A silent user is re-scored again after this share of their silence so far (at least
+    /// `rescore_interval`): daily in the first week, every ~4.5 days at 30 days of silence. An
+    /// alert can thus come at most this share of the silence late, at ~25 scorings per 90 days
+    /// instead of 90.
+    pub rescore_growth: f64,
     /// Users silent for longer than this are evicted from memory.
     pub retention: Millis,
     /// Number of top reasons carried in an alert.
@@ -45,6 +51,7 @@ impl Default for EngineConfig {
         EngineConfig {
             allowed_lateness: 3 * DAY_MS,
             rescore_interval: DAY_MS,
+            rescore_growth: 0.15,
             retention: 400 * DAY_MS,
             top_reasons: 3,
             lifecycle: LifecycleConfig::default(),
@@ -223,6 +230,9 @@ impl Engine {
         }
         let (idx, fresh) = self.slot_for(&event.user_id);
         let now = self.clock.max(event.ts);
+        let stage_before = self.slots[idx as usize]
+            .as_ref()
+            .map_or(0, |s| s.state.stage);
         let slot = self.slots[idx as usize]
             .as_mut()
             .expect("slot_for returns a live slot");
@@ -241,7 +251,16 @@ impl Engine {
         } else {
             self.update_stage(idx, now);
         }
-        let scored = self.score(idx, now, Trigger::Event);
+        // Windows move by the day: a second scoring on the same day says little new, so events
+        // score a user at most once per day (timers and stage changes still do).
+        let slot = self.slots[idx as usize].as_ref().expect("live slot");
+        let today = crate::features::window::day_of(now) as u16;
+        let scored =
+            if fresh || slot.state.last_scored_day != today || slot.state.stage != stage_before {
+                self.score(idx, now, Trigger::Event)
+            } else {
+                None
+            };
         self.schedule(idx, now);
         Ok(Applied::Updated { scored })
     }
@@ -302,6 +321,7 @@ impl Engine {
         let slot = self.slots[idx as usize].as_mut()?;
         let features = slot.state.features(now);
         let score = model.score(&features);
+        slot.state.last_scored_day = crate::features::window::day_of(now) as u16;
         let decision = alert::decide(
             score,
             model.threshold(),
@@ -358,7 +378,9 @@ impl Engine {
             next = next.min(d);
         }
         if self.model.is_some() && !state.alerted_this_episode() {
-            next = next.min(now.saturating_add(self.config.rescore_interval));
+            let silence = (now - state.last_activity).max(0) as f64;
+            let step = (silence * self.config.rescore_growth) as Millis;
+            next = next.min(now.saturating_add(step.max(self.config.rescore_interval)));
             if let Some(cycle) = state.purchase_cycle_days() {
                 let overdue = state.last_purchase
                     + (cycle.max(1.0) * self.config.cycle_overdue_factor * DAY_MS as f64) as Millis;
@@ -524,7 +546,15 @@ mod tests {
             .collect();
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].trigger, Trigger::Timer);
-        assert_eq!(alerts[0].ts, alert::rfc3339(121 * DAY_MS)); // first daily check past 20.5 days
+        // Threshold at 20.5 silent days; re-scoring steps are at most 15% of the silence apart.
+        let ts = chrono::DateTime::parse_from_rfc3339(&alerts[0].ts)
+            .unwrap()
+            .timestamp_millis();
+        let silent_days = (ts - 100 * DAY_MS) as f64 / DAY_MS as f64;
+        assert!(
+            (20.5..=20.5 * 1.15 + 1e-9).contains(&silent_days),
+            "alerted after {silent_days} days"
+        );
     }
 
     #[test]

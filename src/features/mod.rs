@@ -7,7 +7,7 @@
 
 pub mod lifecycle;
 mod state;
-mod window;
+pub mod window;
 
 pub use lifecycle::{LifecycleConfig, Stage};
 pub use state::UserState;

@@ -31,6 +31,8 @@ pub struct UserState {
     pub opted_out: bool,
     /// Lifecycle stage last reported (`Stage as u8`), to detect transitions.
     pub stage: u8,
+    /// Day (since the epoch) of the last scoring: events score a user at most once a day.
+    pub last_scored_day: u16,
 }
 
 impl Default for UserState {
@@ -48,6 +50,7 @@ impl Default for UserState {
             alerted_episode: NEVER,
             opted_out: false,
             stage: Stage::New as u8,
+            last_scored_day: 0,
         }
     }
 }

@@ -12,23 +12,27 @@ use crate::{Millis, DAY_MS};
 /// Longest window kept, in days; buckets older than this (relative to the clock) are pruned.
 pub const MAX_WINDOW_DAYS: u32 = 90;
 
-/// Counters for one calendar day (UTC) of one user. Counters saturate rather than wrap.
+/// Counters for one calendar day (UTC) of one user, in 16 bytes. Counters saturate rather than
+/// wrap: at 65,535 events, or 255 of one kind, per user and day — beyond what a person does (a
+/// bot that exceeds it is still visible as a saturated day).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DayBucket {
-    /// Days since the Unix epoch.
-    pub day: u32,
+    /// Days since the Unix epoch (u16 lasts until 2149).
+    pub day: u16,
     pub events: u16,
-    pub logins: u16,
-    pub page_views: u16,
-    pub cart_adds: u16,
-    pub purchases: u16,
+    /// Spend in cents: integer sums make windows exact and order-independent.
+    pub spend_cents: u32,
+    pub page_views: u8,
+    pub logins: u8,
+    pub cart_adds: u8,
+    pub purchases: u8,
     pub refunds: u8,
     pub complaints: u8,
     pub coupons: u8,
     pub social: u8,
-    /// Spend in cents: integer sums make windows exact and order-independent.
-    pub spend_cents: u32,
 }
+
+const _: () = assert!(std::mem::size_of::<DayBucket>() == 16);
 
 impl DayBucket {
     fn add(&mut self, kind: EventKind, amount_cents: u32) {
@@ -108,7 +112,7 @@ pub fn to_cents(amount: f64) -> u32 {
 impl DayWindows {
     /// Folds one event into its day's bucket, wherever that day sits (late events included).
     pub fn add(&mut self, event: &Event) {
-        let day = day_of(event.ts);
+        let day = u16::try_from(day_of(event.ts)).unwrap_or(u16::MAX);
         let cents = to_cents(event.amount);
         // Newest-first search: nearly all events land in the last bucket.
         match self.buckets.iter().rposition(|b| b.day <= day) {
@@ -119,6 +123,9 @@ impl DayWindows {
                     ..DayBucket::default()
                 };
                 bucket.add(event.kind, cents);
+                // Exact growth: a new active day is rare next to events, and doubling would
+                // leave up to half of every user's buckets empty.
+                self.buckets.reserve_exact(1);
                 self.buckets.insert(pos.map_or(0, |i| i + 1), bucket);
             }
         }
@@ -130,10 +137,11 @@ impl DayWindows {
         let stale = self
             .buckets
             .iter()
-            .take_while(|b| b.day < oldest_kept)
+            .take_while(|b| u32::from(b.day) < oldest_kept)
             .count();
         if stale > 0 {
             self.buckets.drain(..stale);
+            self.buckets.shrink_to_fit();
         }
     }
 
@@ -142,10 +150,11 @@ impl DayWindows {
         let first = today.saturating_sub(days.saturating_sub(1));
         let mut t = WindowTotals::default();
         for b in self.buckets.iter().rev() {
-            if b.day < first {
+            let day = u32::from(b.day);
+            if day < first {
                 break;
             }
-            if b.day <= today {
+            if day <= today {
                 t.add(b);
             }
         }
@@ -156,10 +165,11 @@ impl DayWindows {
     pub fn totals_nested<const N: usize>(&self, today: u32, days: [u32; N]) -> [WindowTotals; N] {
         let mut out = [WindowTotals::default(); N];
         for b in self.buckets.iter().rev() {
-            if b.day > today {
+            let day = u32::from(b.day);
+            if day > today {
                 continue;
             }
-            let age = today - b.day;
+            let age = today - day;
             let mut any = false;
             for (i, d) in days.iter().enumerate() {
                 if age < *d {

@@ -1,0 +1,157 @@
+//! Core benchmark, single thread, no Kafka: decode + window update + lifecycle + scoring.
+//!
+//! `cargo bench --bench core -- [USERS] [EVENTS]` (defaults 1,000,000 users, 20,000,000 events).
+//! Events are pre-encoded as JSON in batches (encoding is not timed), spread over 90 days of
+//! event time with a realistic type mix and a skewed user popularity, and driven exactly as the
+//! pipeline drives the engine: decode, advance the clock, apply. Heap bytes are measured with a
+//! counting allocator: live bytes held by the engine after the run, divided by tracked users.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use churnguard::engine::{Engine, EngineConfig};
+use churnguard::event::{decode, encode, Event, EventKind};
+use churnguard::model::Model;
+use churnguard::DAY_MS;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Type mix of a typical shop stream (weights per 100 events).
+const MIX: [(EventKind, u32); 12] = [
+    (EventKind::PageView, 45),
+    (EventKind::Login, 10),
+    (EventKind::SessionEnd, 10),
+    (EventKind::Search, 12),
+    (EventKind::CartAdd, 8),
+    (EventKind::CartRemove, 2),
+    (EventKind::Purchase, 5),
+    (EventKind::CampaignOpen, 4),
+    (EventKind::CouponRedeem, 1),
+    (EventKind::Review, 1),
+    (EventKind::Share, 1),
+    (EventKind::Refund, 1),
+];
+
+fn kind(rng: &mut SmallRng) -> EventKind {
+    let mut r = rng.gen_range(0..100);
+    for (k, w) in MIX {
+        if r < w {
+            return k;
+        }
+        r -= w;
+    }
+    EventKind::PageView
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.replace('_', "").parse().ok())
+        .collect();
+    let users = args.first().copied().unwrap_or(1_000_000);
+    let events = args.get(1).copied().unwrap_or(20_000_000);
+    let model_path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/churn-lr.json");
+    let model = Arc::new(Model::load(std::path::Path::new(model_path)).expect("model"));
+
+    let span = 90 * DAY_MS;
+    let start = chrono::Utc::now().timestamp_millis() - span - DAY_MS;
+    let now = start + span + DAY_MS;
+    let mut rng = SmallRng::seed_from_u64(1);
+    let batch = 1_000_000usize;
+
+    let heap_before = LIVE.load(Ordering::Relaxed);
+    let mut engine = Engine::new(EngineConfig::default(), Some(model));
+    let mut busy = Duration::ZERO;
+    let (mut alerts, mut rejected, mut done) = (0usize, 0usize, 0usize);
+    let mut out = Vec::new();
+    while done < events {
+        let n = batch.min(events - done);
+        // Skewed popularity: squaring a uniform draw favours low ids (a few heavy users).
+        let payloads: Vec<String> = (0..n)
+            .map(|i| {
+                let seq = done + i;
+                let u = ((rng.gen::<f64>().powi(2)) * users as f64) as usize;
+                let k = kind(&mut rng);
+                let e = Event {
+                    event_id: format!("e{seq}"),
+                    user_id: format!("user-{u:08}"),
+                    kind: k,
+                    ts: start + (seq as i64 * span) / events as i64 + rng.gen_range(0..60_000),
+                    amount: if matches!(k, EventKind::Purchase | EventKind::Refund) {
+                        42.5
+                    } else {
+                        0.0
+                    },
+                };
+                encode(&e)
+            })
+            .collect();
+        let t = Instant::now();
+        for p in &payloads {
+            match decode(p.as_bytes(), now, 3_600_000) {
+                Ok(e) => {
+                    out.clear();
+                    engine.advance(e.ts, &mut out);
+                    alerts += out.iter().filter(|s| s.alert.is_some()).count();
+                    match engine.apply(&e) {
+                        Ok(churnguard::engine::Applied::Updated { scored: Some(s) }) => {
+                            alerts += usize::from(s.alert.is_some())
+                        }
+                        Ok(_) => {}
+                        Err(_) => rejected += 1,
+                    }
+                }
+                Err(_) => rejected += 1,
+            }
+        }
+        busy += t.elapsed();
+        done += n;
+        drop(payloads);
+    }
+    let heap = LIVE.load(Ordering::Relaxed) - heap_before;
+    let tracked = engine.users();
+    println!("core benchmark: {events} events, {users} user ids, single thread");
+    println!(
+        "  decode + advance + apply (features, lifecycle, scoring): {:.2} s",
+        busy.as_secs_f64()
+    );
+    println!(
+        "  throughput: {:.0} events/s",
+        events as f64 / busy.as_secs_f64()
+    );
+    println!("  users tracked: {tracked}; alerts raised: {alerts}; rejected: {rejected}");
+    println!(
+        "  engine heap: {:.1} MiB = {:.0} bytes per tracked user (index, slots, day buckets, timers, dedupe)",
+        heap as f64 / (1024.0 * 1024.0),
+        heap as f64 / tracked.max(1) as f64
+    );
+    let s = std::mem::size_of::<churnguard::features::UserState>();
+    println!("  size_of UserState: {s} bytes");
+}
