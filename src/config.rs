@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::EngineConfig;
+use crate::features::lifecycle::{LifecycleConfig, LifecycleConfigError};
 use crate::{Millis, DAY_MS};
 
 /// churnguard: streaming churn-risk scoring and win-back alerts over Kafka.
@@ -33,6 +34,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Train a churn model from a JSONL file of events (same feature code as serving).
     Train(TrainArgs),
+    /// Evaluate a model at cutoffs of a JSONL file of events: metrics table/JSON, plots.
+    Evaluate(EvaluateArgs),
     /// Write a synthetic activity stream as JSONL (demo data, training data, load tests).
     Synth(SynthArgs),
 }
@@ -112,17 +115,51 @@ pub struct EngineArgs {
     /// Users silent for longer than this are dropped from memory (days).
     #[arg(long, env = "CHURNGUARD_RETENTION_DAYS", default_value_t = 400.0)]
     pub retention_days: f64,
+    /// How long an event_id is remembered to drop duplicates (minutes of event time; 0 = off).
+    /// Memory is ~16 bytes per event within this horizon.
+    #[arg(
+        long,
+        env = "CHURNGUARD_DEDUPE_HORIZON_MINUTES",
+        default_value_t = 60.0
+    )]
+    pub dedupe_horizon_minutes: f64,
+    /// Users first seen less than this many days ago are `new`.
+    #[arg(long, env = "CHURNGUARD_NEW_USER_DAYS", default_value_t = 14.0)]
+    pub new_user_days: f64,
+    /// Days without login or purchase after which a user is `at_risk`.
+    #[arg(long, env = "CHURNGUARD_AT_RISK_DAYS", default_value_t = 14.0)]
+    pub at_risk_days: f64,
+    /// Days without login or purchase after which the grace window opens.
+    #[arg(long, env = "CHURNGUARD_GRACE_START_DAYS", default_value_t = 30.0)]
+    pub grace_start_days: f64,
+    /// Length of the grace window (days); after it the user is `dormant`.
+    #[arg(long, env = "CHURNGUARD_GRACE_DAYS", default_value_t = 14.0)]
+    pub grace_days: f64,
+    /// Days without login or purchase after which a user is `churned`.
+    #[arg(long, env = "CHURNGUARD_CHURN_DAYS", default_value_t = 90.0)]
+    pub churn_days: f64,
 }
 
 impl EngineArgs {
-    /// The engine configuration these flags describe.
-    pub fn engine_config(&self) -> EngineConfig {
-        EngineConfig {
+    /// The engine configuration these flags describe, or why they are inconsistent.
+    pub fn engine_config(&self) -> Result<EngineConfig, LifecycleConfigError> {
+        let lifecycle = LifecycleConfig {
+            new_user_days: self.new_user_days,
+            at_risk_days: self.at_risk_days,
+            grace_start_days: self.grace_start_days,
+            grace_days: self.grace_days,
+            churn_days: self.churn_days,
+            ..LifecycleConfig::default()
+        };
+        lifecycle.validate()?;
+        Ok(EngineConfig {
             allowed_lateness: hours(self.allowed_lateness_hours),
             rescore_interval: hours(self.rescore_interval_hours).max(60_000),
             retention: (self.retention_days * DAY_MS as f64) as Millis,
+            dedupe_horizon: (self.dedupe_horizon_minutes.max(0.0) * 60_000.0) as Millis,
+            lifecycle,
             ..EngineConfig::default()
-        }
+        })
     }
 
     /// Maximum future skew in milliseconds.
@@ -211,18 +248,119 @@ pub struct TrainArgs {
     /// Label horizon in days: churned = no purchase and no login within it.
     #[arg(long, default_value_t = 90)]
     pub horizon_days: i64,
+    /// Label horizon as a duration (`90d`, `13w`); overrides --horizon-days.
+    #[arg(long, conflicts_with = "horizon_days")]
+    pub horizon: Option<String>,
     /// Training cutoffs (RFC 3339 dates or instants, comma-separated); default: monthly.
     #[arg(long, value_delimiter = ',')]
     pub cutoffs: Vec<String>,
-    /// Validation cutoff; default: the last one the data's horizon covers.
+    /// Validation cutoff, then further out-of-time evaluation cutoffs, comma-separated, each
+    /// `DATE` or `DATE@DURATION` (its label horizon); default: the last one the data covers.
+    #[arg(long, value_delimiter = ',')]
+    pub validate_at: Vec<String>,
+    /// Label horizon of validation cutoffs given without `@DURATION` (default: --horizon).
     #[arg(long)]
-    pub validate_at: Option<String>,
-    /// L2 regularisation strength.
+    pub validation_horizon: Option<String>,
+    /// Rows at a cutoff: users active within this duration before it, or `all` (default: the
+    /// cutoff's horizon).
+    #[arg(long)]
+    pub active_within: Option<String>,
+    /// Only these features (comma-separated names); default: all the engine computes.
+    #[arg(long, value_delimiter = ',')]
+    pub features: Vec<String>,
+    /// Model kind: `lr` (logistic regression) or `forest` (random-forest regressor).
+    #[arg(long, default_value = "lr", value_parser = ["lr", "forest"])]
+    pub kind: String,
+    /// L2 regularisation strength (lr).
     #[arg(long, default_value_t = 1.0)]
     pub alpha: f64,
+    /// Trees in the forest.
+    #[arg(long, default_value_t = 100)]
+    pub trees: usize,
+    /// Maximum tree depth (forest).
+    #[arg(long, default_value_t = 6)]
+    pub max_depth: u16,
+    /// Minimum training rows in a leaf (forest).
+    #[arg(long, default_value_t = 50)]
+    pub min_samples_leaf: usize,
+    /// Features tried per split (forest; default ⌊√features⌋).
+    #[arg(long)]
+    pub max_features: Option<usize>,
+    /// Random seed (forest).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Choose the threshold for an alert budget: alert the top PCT % of users by risk (default:
+    /// the threshold with the best F1 on the training rows).
+    #[arg(long)]
+    pub alert_budget: Option<f64>,
+    /// Markdown appended to the model card (e.g. a comparison with published baselines).
+    #[arg(long)]
+    pub card_notes: Option<PathBuf>,
     /// Where to write the model artifact (a model card is written beside it as .md).
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// `churnguard evaluate`.
+#[derive(Debug, Clone, Args)]
+pub struct EvaluateArgs {
+    /// JSONL file of events.
+    #[arg(long)]
+    pub events: PathBuf,
+    /// Model artifact to evaluate.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Cutoffs, comma-separated, each `DATE` or `DATE@DURATION` (its label horizon).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub cutoff: Vec<String>,
+    /// Label horizon of cutoffs given without `@DURATION` (default: the model's validation
+    /// horizon).
+    #[arg(long)]
+    pub horizon: Option<String>,
+    /// Rows at a cutoff: users active within this before it, or `all` (default: as in training).
+    #[arg(long)]
+    pub active_within: Option<String>,
+    /// Report precision and lift for these top-k % budgets.
+    #[arg(long, value_delimiter = ',', default_values_t = [5.0, 10.0, 20.0, 30.0])]
+    pub top_k: Vec<f64>,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write ROC, PR, calibration, gains/lift and score-histogram SVGs into this directory.
+    #[arg(long)]
+    pub plots: Option<PathBuf>,
+}
+
+/// Parses a duration: `90d`, `13w`, `36h`, a plain number of days, or `all` (unbounded).
+pub fn parse_duration(text: &str) -> Result<Millis, String> {
+    let t = text.trim();
+    if t == "all" {
+        return Ok(Millis::MAX / 4);
+    }
+    let (num, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], &t[i..]),
+        _ => (t, "d"),
+    };
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n > 0.0)
+        .ok_or_else(|| format!("{text:?} is not a duration like 90d, 13w or 36h"))?;
+    let unit_ms = match unit {
+        "h" => 3_600_000.0,
+        "d" => DAY_MS as f64,
+        "w" => 7.0 * DAY_MS as f64,
+        _ => return Err(format!("{text:?}: unit must be h, d or w")),
+    };
+    Ok((n * unit_ms).round() as Millis)
+}
+
+/// Parses `DATE` or `DATE@DURATION` into (cutoff, horizon), `default_horizon` for the former.
+pub fn parse_cutoff_at(text: &str, default_horizon: Millis) -> Result<(Millis, Millis), String> {
+    match text.split_once('@') {
+        Some((d, h)) => Ok((parse_instant(d.trim())?, parse_duration(h)?)),
+        None => Ok((parse_instant(text.trim())?, default_horizon)),
+    }
 }
 
 /// `churnguard synth`.
@@ -272,5 +410,18 @@ mod tests {
         assert_eq!(parse_instant("1970-01-02"), Ok(DAY_MS));
         assert_eq!(parse_instant("1970-01-01T00:00:01Z"), Ok(1_000));
         assert!(parse_instant("soon").is_err());
+    }
+
+    #[test]
+    fn durations_and_cutoffs_parse() {
+        assert_eq!(parse_duration("90d"), Ok(90 * DAY_MS));
+        assert_eq!(parse_duration("13w"), Ok(91 * DAY_MS));
+        assert_eq!(parse_duration("12"), Ok(12 * DAY_MS));
+        assert!(parse_duration("3x").is_err() && parse_duration("-2d").is_err());
+        assert_eq!(
+            parse_cutoff_at("1970-01-02@2w", DAY_MS),
+            Ok((DAY_MS, 14 * DAY_MS))
+        );
+        assert_eq!(parse_cutoff_at("1970-01-02", DAY_MS), Ok((DAY_MS, DAY_MS)));
     }
 }

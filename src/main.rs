@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 use churnguard::config::{
-    parse_instant, Cli, Command, LogFormat, ReplayArgs, RunArgs, SynthArgs, TrainArgs,
+    parse_cutoff_at, parse_duration, parse_instant, Cli, Command, EvaluateArgs, LogFormat,
+    ReplayArgs, RunArgs, SynthArgs, TrainArgs,
 };
 use churnguard::engine::Engine;
 use churnguard::http::{self, HttpState};
@@ -38,6 +39,7 @@ fn main() -> Result<()> {
         }),
         Command::Replay(args) => replay_cmd(&args),
         Command::Train(args) => train_cmd(&args),
+        Command::Evaluate(args) => evaluate_cmd(&args),
         Command::Synth(args) => synth_cmd(&args),
     }
 }
@@ -107,7 +109,7 @@ async fn run(args: RunArgs) -> Result<()> {
         commit_interval: Duration::from_millis(args.kafka.commit_interval_ms.max(100)),
         session_timeout_ms: args.kafka.session_timeout_ms,
         kafka_options,
-        engine: args.engine.engine_config(),
+        engine: args.engine.engine_config()?,
         max_future_skew: args.engine.max_future_skew(),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
     };
@@ -135,7 +137,7 @@ fn replay_cmd(args: &ReplayArgs) -> Result<()> {
         .map(parse_instant)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let mut engine = Engine::new(args.engine.engine_config(), Some(model));
+    let mut engine = Engine::new(args.engine.engine_config()?, Some(model));
     let started = std::time::Instant::now();
     let outcome = replay::replay(&mut engine, &loaded.events, until);
     let secs = started.elapsed().as_secs_f64();
@@ -184,36 +186,84 @@ fn train_cmd(args: &TrainArgs) -> Result<()> {
             loaded.rejected_by_reason()
         );
     }
+    let msg = anyhow::Error::msg;
+    let horizon = match &args.horizon {
+        Some(h) => parse_duration(h).map_err(msg)?,
+        None => args.horizon_days * DAY_MS,
+    };
+    let validation_horizon = args
+        .validation_horizon
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(msg)?
+        .unwrap_or(horizon);
     let cutoffs = args
         .cutoffs
         .iter()
         .map(|c| parse_instant(c))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::msg)?;
-    let validation = args
+        .map_err(msg)?;
+    let evals = args
         .validate_at
-        .as_deref()
-        .map(parse_instant)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    let cfg = train::TrainConfig {
-        horizon: args.horizon_days * DAY_MS,
-        train_cutoffs: cutoffs,
-        validation_cutoff: validation,
-        alpha: args.alpha,
+        .iter()
+        .map(|c| parse_cutoff_at(c, validation_horizon))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(msg)?;
+    let kind = match args.kind.as_str() {
+        "forest" => train::ModelKind::RandomForest(train::ForestParams {
+            n_trees: args.trees,
+            max_depth: args.max_depth,
+            min_samples_leaf: args.min_samples_leaf,
+            m: args.max_features,
+            seed: args.seed,
+        }),
+        _ => train::ModelKind::LogisticRegression { alpha: args.alpha },
     };
+    let cfg = train::TrainConfig {
+        horizon,
+        train_cutoffs: cutoffs,
+        validation_cutoff: evals.first().map(|e| e.0),
+        validation_horizon: Some(evals.first().map_or(validation_horizon, |e| e.1)),
+        extra_evaluations: evals.iter().skip(1).copied().collect(),
+        active_within: args
+            .active_within
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(msg)?,
+        features: (!args.features.is_empty()).then(|| args.features.clone()),
+        kind,
+        threshold: match args.alert_budget {
+            Some(pct) if pct > 0.0 && pct <= 100.0 => {
+                train::ThresholdObjective::AlertBudget { pct }
+            }
+            Some(pct) => bail!("--alert-budget {pct} must lie in (0, 100]"),
+            None => train::ThresholdObjective::MaxF1,
+        },
+        progress: true,
+    };
+    let notes = args
+        .card_notes
+        .as_ref()
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
+        .transpose()?;
     let mut trained = train::train(&loaded.events, &cfg)?;
-    trained.artifact.save(&args.out)?;
+    trained.save(&args.out)?;
+    let model = trained.model()?;
     let card = args.out.with_extension("md");
     std::fs::write(
         &card,
-        model_card(&trained.artifact, &args.events.display().to_string()),
+        churnguard::model::card::model_card(
+            &model,
+            &args.events.display().to_string(),
+            notes.as_deref(),
+        ),
     )
     .with_context(|| format!("cannot write model card {}", card.display()))?;
-    eprintln!(
-        "{}",
-        serde_json::to_string_pretty(&trained.summary["metrics"])?
-    );
+    let evals: Vec<churnguard::model::evaluate::Evaluation> =
+        serde_json::from_value(trained.summary["metrics"]["evaluations"].clone())?;
+    eprint!("{}", churnguard::model::evaluate::table(&evals));
     eprintln!(
         "wrote {} (version {}) and {} in {:.1} s",
         args.out.display(),
@@ -224,65 +274,94 @@ fn train_cmd(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn model_card(a: &churnguard::model::ModelArtifact, source: &str) -> String {
-    let t = &a.training;
-    let v = &t["metrics"]["validation"];
-    let mut s = format!(
-        "# Model card: {kind} `{version}`\n\n\
-         Trained by `churnguard train` from `{source}` (fingerprint `{fp}`, {events} events, {first} → {last}).\n\n\
-         - Label: {label}; horizon {h} days.\n\
-         - Training cutoffs: {cutoffs}.\n\
-         - Validation cutoff (time split, after the last training cutoff + horizon): {vc}.\n\
-         - Threshold: {thr} ({obj}).\n\n\
-         ## Validation\n\n| metric | value |\n| --- | --- |\n",
-        kind = a.kind,
-        version = a.version,
-        fp = t["data"]["fingerprint"].as_str().unwrap_or("?"),
-        events = t["data"]["events"],
-        first = t["data"]["first_event"].as_str().unwrap_or("?"),
-        last = t["data"]["last_event"].as_str().unwrap_or("?"),
-        label = t["label"].as_str().unwrap_or("?"),
-        h = t["horizon_days"],
-        cutoffs = t["train_cutoffs"].as_array().map(|c| c.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
-        vc = t["validation_cutoff"].as_str().unwrap_or("?"),
-        thr = a.threshold,
-        obj = t["threshold_objective"].as_str().unwrap_or("?"),
-    );
-    for key in [
-        "rows",
-        "churn_rate",
-        "roc_auc",
-        "pr_auc",
-        "precision",
-        "recall",
-        "f1",
-        "alert_rate",
-    ] {
-        let val = &v[key];
-        let text = val
-            .as_f64()
-            .map(|x| {
-                if x.fract() == 0.0 {
-                    format!("{x}")
+fn evaluate_cmd(args: &EvaluateArgs) -> Result<()> {
+    use churnguard::model::evaluate::{evaluate_rows, table};
+    let msg = anyhow::Error::msg;
+    let model = Model::load(&args.model).context("cannot load the model")?;
+    let loaded = replay::load_events(&args.events, i64::MAX / 4, 0)?;
+    let training = &model.artifact().training;
+    let days_of = |v: &serde_json::Value| v.as_f64().map(|d| (d * DAY_MS as f64).round() as i64);
+    let horizon = match &args.horizon {
+        Some(h) => parse_duration(h).map_err(msg)?,
+        None => days_of(&training["validation_horizon_days"])
+            .or_else(|| days_of(&training["horizon_days"]))
+            .unwrap_or(90 * DAY_MS),
+    };
+    let active_within = match &args.active_within {
+        Some(a) => Some(parse_duration(a).map_err(msg)?),
+        None => days_of(&training["active_within_days"]),
+    };
+    let points = args
+        .cutoff
+        .iter()
+        .map(|c| parse_cutoff_at(c, horizon))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(msg)?;
+    let end = loaded.events.last().map_or(0, |e| train::data_end(e.ts));
+    for &(c, h) in &points {
+        if c + h > end {
+            bail!(
+                "cutoff {} plus its {}-day horizon ends after the data ({}): labels unknown",
+                churnguard::alert::rfc3339(c),
+                h / DAY_MS,
+                churnguard::alert::rfc3339(end)
+            );
+        }
+    }
+    let specs: Vec<train::SnapshotSpec> = points
+        .iter()
+        .map(|&(cutoff, horizon)| train::SnapshotSpec {
+            cutoff,
+            horizon,
+            active_within: active_within.unwrap_or(horizon),
+        })
+        .collect();
+    let rows = train::snapshots(&loaded.events, &specs, true);
+    let mut evals = Vec::new();
+    for &(c, h) in &points {
+        let rs: Vec<&train::Row> = rows
+            .iter()
+            .filter(|r| r.cutoff == c && r.horizon == h)
+            .collect();
+        let (e, scored) = evaluate_rows(&model, &rs, c, h, &args.top_k);
+        if let Some(dir) = &args.plots {
+            let day = format!(
+                "{}{}",
+                e.cutoff.get(..10).unwrap_or(&e.cutoff),
+                if points.iter().filter(|p| p.0 == c).count() > 1 {
+                    format!("-{}d", h / DAY_MS)
                 } else {
-                    format!("{x:.4}")
+                    String::new()
                 }
-            })
-            .unwrap_or_else(|| val.to_string());
-        s.push_str(&format!("| {key} | {text} |\n"));
+            );
+            let files =
+                churnguard::model::plots::write_all(dir, &day, &scored, e.roc_auc).map_err(msg)?;
+            eprintln!("wrote {} plots to {}", files.len(), dir.display());
+        }
+        evals.push(e);
     }
-    s.push_str("\n## Features (transform, standardisation, coefficient)\n\n| feature | transform | mean | std | coef |\n| --- | --- | --- | --- | --- |\n");
-    for f in &a.features {
-        s.push_str(&format!(
-            "| {} | {:?} | {:.4} | {:.4} | {:+.4} |\n",
-            f.name, f.transform, f.mean, f.std, f.coef
-        ));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "model": args.model.display().to_string(),
+                "model_version": model.version(),
+                "kind": model.artifact().kind,
+                "events": args.events.display().to_string(),
+                "evaluations": evals,
+            }))?
+        );
+    } else {
+        println!(
+            "model {} ({}, {}) on {}\n",
+            args.model.display(),
+            model.artifact().kind,
+            model.version(),
+            args.events.display()
+        );
+        print!("{}", table(&evals));
     }
-    s.push_str(&format!(
-        "\nIntercept {:+.4}. Training rows: {}, training ROC AUC {}.\n",
-        a.intercept, t["metrics"]["training"]["rows"], t["metrics"]["training"]["roc_auc"]
-    ));
-    s
+    Ok(())
 }
 
 fn synth_cmd(args: &SynthArgs) -> Result<()> {

@@ -4,7 +4,7 @@
 //! (tie handling in ROC AUC, average precision for PR AUC) matter when comparing against
 //! published baselines.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// ROC AUC: the probability that a random positive scores above a random negative (ties count
 /// half), via the Mann–Whitney rank sum. `None` when one class is absent.
@@ -64,7 +64,7 @@ pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
 }
 
 /// Confusion-matrix figures at one threshold (score ≥ threshold predicts churn).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AtThreshold {
     pub threshold: f64,
     pub precision: f64,

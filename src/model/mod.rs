@@ -5,8 +5,25 @@
 //! order, each feature's transform and standardisation, coefficients, the alert threshold, and a
 //! content-hash version. smartcore's logistic regression has no `predict_proba`, so the
 //! probability is computed here from the stored coefficients and intercept.
+//!
+//! Two kinds are served:
+//!
+//! - `logistic_regression` (format `churnguard-model/1`, unchanged): score = sigmoid(intercept +
+//!   Σ coef × standardised value); a reason is `coef × standardised value`, in log-odds.
+//! - `random_forest_regressor` (format `churnguard-model/2` = format 1 plus a `forest` key): a
+//!   smartcore random-forest *regressor* fitted on 0/1 labels over the same standardised inputs;
+//!   score = mean of the trees' leaf values (a churn probability; `coef` is unused and 0). A
+//!   reason is the *perturbation contribution*: logit(score) − logit(score with that one feature
+//!   set to its training mean), i.e. how many log-odds of risk this feature's value adds compared
+//!   with an average user — the same unit as the regression's reasons.
+//!
+//! Both formats are read; format 1 files (e.g. `models/churn-lr.json`) keep loading unchanged.
 
+pub mod card;
+pub mod evaluate;
+pub mod forest;
 pub mod metrics;
+pub mod plots;
 pub mod train;
 
 use std::path::Path;
@@ -15,9 +32,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::features::{FeatureVector, FEATURE_NAMES};
+pub use forest::Forest;
 
-/// Format tag written into every artifact; bumped on incompatible changes.
+/// Format tag of logistic-regression artifacts (unchanged since the first release).
 pub const ARTIFACT_FORMAT: &str = "churnguard-model/1";
+/// Format tag of artifacts that carry a tree ensemble under the `forest` key.
+pub const ARTIFACT_FORMAT_V2: &str = "churnguard-model/2";
+/// `kind` of logistic-regression models.
+pub const KIND_LR: &str = "logistic_regression";
+/// `kind` of random-forest-regressor models.
+pub const KIND_FOREST: &str = "random_forest_regressor";
 
 /// Why a model file could not be used. Each message says what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +56,7 @@ pub enum ModelError {
         path: String,
         source: serde_json::Error,
     },
-    #[error("model file {path} has format {found:?}; this build reads {ARTIFACT_FORMAT:?}")]
+    #[error("model file {path} has format {found:?}; this build reads {ARTIFACT_FORMAT:?} and {ARTIFACT_FORMAT_V2:?}")]
     Format { path: String, found: String },
     #[error(
         "model {path} uses feature {name:?}, which this build of churnguard does not compute \
@@ -107,10 +131,60 @@ impl ModelArtifact {
         format!("sha256:{hex}")
     }
 
+    /// Content-hash version of the artifact together with a forest (format 2): the hash covers
+    /// the trees too. Without a forest it is [`ModelArtifact::compute_version`].
+    pub fn compute_version_with(&self, forest: Option<&Forest>) -> String {
+        let Some(forest) = forest else {
+            return self.compute_version();
+        };
+        let mut unversioned = self.clone();
+        unversioned.version = String::new();
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(&unversioned).unwrap_or_default());
+        h.update(serde_json::to_vec(forest).unwrap_or_default());
+        let hex: String = h
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("sha256:{hex}")
+    }
+
     /// Writes the artifact as pretty JSON with its version filled in.
     pub fn save(&mut self, path: &Path) -> Result<(), ModelError> {
-        self.version = self.compute_version();
-        let text = serde_json::to_string_pretty(self).unwrap_or_default();
+        self.save_with(None, path)
+    }
+
+    /// Writes the artifact, plus the forest under `forest` for tree models, with its version.
+    pub fn save_with(&mut self, forest: Option<&Forest>, path: &Path) -> Result<(), ModelError> {
+        self.version = self.compute_version_with(forest);
+        let text = match forest {
+            None => serde_json::to_string_pretty(self).unwrap_or_default(),
+            Some(f) => {
+                #[derive(Serialize)]
+                struct WithForest<'a> {
+                    #[serde(flatten)]
+                    artifact: &'a ModelArtifact,
+                    forest: &'a Forest,
+                }
+                // Trees on one line each: pretty-printing every node would triple the file.
+                let mut v = serde_json::to_value(WithForest {
+                    artifact: self,
+                    forest: f,
+                })
+                .unwrap_or_default();
+                let trees = v["forest"]["trees"].take();
+                v["forest"]["trees"] = serde_json::Value::String("@TREES@".into());
+                let lines: Vec<String> = trees
+                    .as_array()
+                    .map(|ts| ts.iter().map(|t| format!("      {t}")).collect())
+                    .unwrap_or_default();
+                serde_json::to_string_pretty(&v)
+                    .unwrap_or_default()
+                    .replace("\"@TREES@\"", &format!("[\n{}\n    ]", lines.join(",\n")))
+            }
+        };
         std::fs::write(path, text + "\n").map_err(|source| ModelError::Write {
             path: path.display().to_string(),
             source,
@@ -132,6 +206,16 @@ pub struct Model {
     artifact: ModelArtifact,
     /// Index into [`FEATURE_NAMES`] for each model feature, resolved once at load time.
     indices: Vec<usize>,
+    /// The trees of a `random_forest_regressor` (format 2); `None` for logistic regression.
+    forest: Option<Forest>,
+}
+
+/// Probabilities are clipped to this distance from 0 and 1 before taking log-odds.
+const LOGIT_EPS: f64 = 1e-6;
+
+fn logit_of(p: f64) -> f64 {
+    let p = p.clamp(LOGIT_EPS, 1.0 - LOGIT_EPS);
+    (p / (1.0 - p)).ln()
 }
 
 impl Model {
@@ -142,22 +226,64 @@ impl Model {
             path: p.clone(),
             source,
         })?;
-        let artifact: ModelArtifact =
+        let mut value: serde_json::Value =
             serde_json::from_str(&text).map_err(|source| ModelError::Parse {
                 path: p.clone(),
                 source,
             })?;
-        Model::from_artifact(artifact, &p)
+        let forest =
+            match value.as_object_mut().and_then(|o| o.remove("forest")) {
+                Some(f) => Some(serde_json::from_value::<Forest>(f).map_err(|source| {
+                    ModelError::Parse {
+                        path: p.clone(),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
+        let artifact: ModelArtifact =
+            serde_json::from_value(value).map_err(|source| ModelError::Parse {
+                path: p.clone(),
+                source,
+            })?;
+        Model::from_parts(artifact, forest, &p)
     }
 
     /// Validates an in-memory artifact (`origin` names it in errors).
     pub fn from_artifact(artifact: ModelArtifact, origin: &str) -> Result<Model, ModelError> {
-        if artifact.format != ARTIFACT_FORMAT {
-            return Err(ModelError::Format {
-                path: origin.into(),
-                found: artifact.format,
-            });
-        }
+        Model::from_parts(artifact, None, origin)
+    }
+
+    /// Validates an artifact and, for tree models, its forest (`origin` names it in errors).
+    pub fn from_parts(
+        artifact: ModelArtifact,
+        forest: Option<Forest>,
+        origin: &str,
+    ) -> Result<Model, ModelError> {
+        let inconsistent = |detail: String| ModelError::Inconsistent {
+            path: origin.into(),
+            detail,
+        };
+        let forest = match (artifact.format.as_str(), artifact.kind.as_str(), forest) {
+            (ARTIFACT_FORMAT | ARTIFACT_FORMAT_V2, KIND_LR, None) => None,
+            (ARTIFACT_FORMAT_V2, KIND_FOREST, Some(mut f)) => {
+                f.compile(artifact.features.len()).map_err(inconsistent)?;
+                Some(f)
+            }
+            (ARTIFACT_FORMAT | ARTIFACT_FORMAT_V2, kind, f) => {
+                return Err(inconsistent(format!(
+                    "kind {kind:?} {} a forest; known kinds: {KIND_LR:?} (no forest), \
+                     {KIND_FOREST:?} (format {ARTIFACT_FORMAT_V2:?} with a forest)",
+                    if f.is_some() { "with" } else { "without" }
+                )))
+            }
+            _ => {
+                return Err(ModelError::Format {
+                    path: origin.into(),
+                    found: artifact.format,
+                })
+            }
+        };
         let mut indices = Vec::with_capacity(artifact.features.len());
         for f in &artifact.features {
             let idx =
@@ -186,7 +312,31 @@ impl Model {
                 ),
             });
         }
-        Ok(Model { artifact, indices })
+        Ok(Model {
+            artifact,
+            indices,
+            forest,
+        })
+    }
+
+    /// The trees, for a tree model.
+    pub fn forest(&self) -> Option<&Forest> {
+        self.forest.as_ref()
+    }
+
+    /// Writes this model (artifact and, for tree models, the forest) with its version filled in.
+    pub fn save(&mut self, path: &Path) -> Result<(), ModelError> {
+        self.artifact.save_with(self.forest.as_ref(), path)
+    }
+
+    /// Standardised model inputs, in the artifact's feature order.
+    pub fn inputs(&self, x: &FeatureVector) -> Vec<f64> {
+        self.artifact
+            .features
+            .iter()
+            .zip(&self.indices)
+            .map(|(f, &i)| (f.transform.apply(x.values[i]) - f.mean) / f.std)
+            .collect()
     }
 
     /// Content-hash version of the artifact.
@@ -204,8 +354,12 @@ impl Model {
         &self.artifact
     }
 
-    /// Log-odds of churn: the hot path, no allocation.
+    /// Log-odds of churn (for a forest: of its probability, clipped to [1e-6, 1 − 1e-6]).
+    /// For logistic regression this is the hot path, without allocation.
     pub fn logit(&self, x: &FeatureVector) -> f64 {
+        if let Some(forest) = &self.forest {
+            return logit_of(forest.predict(&self.inputs(x)));
+        }
         let mut z = self.artifact.intercept;
         for (f, &i) in self.artifact.features.iter().zip(&self.indices) {
             z += f.coef * (f.transform.apply(x.values[i]) - f.mean) / f.std;
@@ -215,20 +369,46 @@ impl Model {
 
     /// Churn probability in `[0, 1]`.
     pub fn score(&self, x: &FeatureVector) -> f64 {
-        sigmoid(self.logit(x))
+        match &self.forest {
+            Some(forest) => forest.predict(&self.inputs(x)).clamp(0.0, 1.0),
+            None => sigmoid(self.logit(x)),
+        }
     }
 
-    /// The `k` features that pushed this score up the most (positive contributions first).
+    /// The `k` features that pushed this score up the most (positive contributions first), in
+    /// log-odds. Logistic regression: `coef × standardised value`. Forest: logit(score) −
+    /// logit(score with the feature set to its training mean), see the module docs.
     pub fn top_reasons(&self, x: &FeatureVector, k: usize) -> Vec<Contribution> {
+        let contributions: Vec<f64> = match &self.forest {
+            Some(forest) => {
+                let mut inputs = self.inputs(x);
+                let base = logit_of(forest.predict(&inputs));
+                (0..inputs.len())
+                    .map(|j| {
+                        let own = inputs[j];
+                        inputs[j] = 0.0; // the training mean, standardised
+                        let without = logit_of(forest.predict(&inputs));
+                        inputs[j] = own;
+                        base - without
+                    })
+                    .collect()
+            }
+            None => self
+                .artifact
+                .features
+                .iter()
+                .zip(&self.indices)
+                .map(|(f, &i)| f.coef * (f.transform.apply(x.values[i]) - f.mean) / f.std)
+                .collect(),
+        };
         let mut all: Vec<Contribution> = self
-            .artifact
-            .features
+            .indices
             .iter()
-            .zip(&self.indices)
-            .map(|(f, &i)| Contribution {
+            .zip(contributions)
+            .map(|(&i, contribution)| Contribution {
                 feature: FEATURE_NAMES[i],
                 value: x.values[i],
-                contribution: f.coef * (f.transform.apply(x.values[i]) - f.mean) / f.std,
+                contribution,
             })
             .collect();
         all.sort_by(|a, b| b.contribution.total_cmp(&a.contribution));
@@ -284,6 +464,54 @@ mod tests {
         assert!(
             err.contains("shoe_size") && err.contains("retrain"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn forest_artifacts_round_trip_score_and_explain() {
+        let mut a = artifact();
+        a.format = ARTIFACT_FORMAT_V2.into();
+        a.kind = KIND_FOREST.into();
+        a.features[0].coef = 0.0;
+        // Standardised silence <= 0 (≤ 10 days): 0.1, else 0.9.
+        let forest = Forest::new(
+            vec![vec![vec![0.0, 0.0, 1.0, 2.0], vec![0.1], vec![0.9]]],
+            1,
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.json");
+        let mut m = Model::from_parts(a, Some(forest), "test").unwrap();
+        m.save(&path).unwrap();
+        let loaded = Model::load(&path).unwrap();
+        assert_eq!(
+            loaded.version(),
+            m.artifact().compute_version_with(m.forest())
+        );
+        assert_ne!(loaded.version(), m.artifact().compute_version());
+        let mut x = FeatureVector {
+            values: [0.0; crate::features::NUM_FEATURES],
+        };
+        let i = FeatureVector::index_of("days_since_last_activity").unwrap();
+        x.values[i] = 30.0;
+        assert!((loaded.score(&x) - 0.9).abs() < 1e-12);
+        let r = &loaded.top_reasons(&x, 1)[0];
+        assert!((r.contribution - (logit_of(0.9) - logit_of(0.1))).abs() < 1e-9);
+        x.values[i] = 5.0;
+        assert!((loaded.score(&x) - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn format_1_lr_files_still_load_and_kinds_must_match() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/churn-lr.json");
+        let m = Model::load(Path::new(path)).unwrap();
+        assert!(m.forest().is_none());
+        assert_eq!(m.artifact().kind, KIND_LR);
+        let mut a = artifact();
+        a.kind = KIND_FOREST.into();
+        assert!(
+            Model::from_artifact(a, "x").is_err(),
+            "a forest kind needs trees"
         );
     }
 

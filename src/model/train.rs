@@ -2,19 +2,34 @@
 //!
 //! Rows come from replaying events in event-time order through the same [`Engine`] the service
 //! runs and snapshotting every user's features at each cutoff; the label is "no purchase and no
-//! login within the horizon after the cutoff". Validation is time-split only: the validation
-//! cutoff lies at or after the last training cutoff plus the horizon, so no label used for
-//! training looks into the validation period.
+//! login within the horizon after the cutoff". Validation is time-split only: every validation
+//! cutoff lies at or after the last training cutoff plus the training horizon, so no label used
+//! for training looks past any validation cutoff. The validation labels may use a different
+//! (longer) horizon than training — e.g. train on 13-week labels that end before the
+//! validation cutoff, validate on 39-week labels after it (see `models/cdnow-*.md`).
+//!
+//! Models: logistic regression (probability from the coefficients) or a random-forest regressor
+//! on 0/1 labels (probability = mean of the trees; trees stored in our own format, see
+//! [`super::forest`]). The threshold is chosen on the training rows, for max F1 or for an alert
+//! budget (the top k % of users by risk).
 
-use ahash::AHashSet;
+use ahash::AHashMap;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use smartcore::ensemble::random_forest_regressor::{
+    RandomForestRegressor, RandomForestRegressorParameters,
+};
 use smartcore::linalg::basic::arrays::Array;
 use smartcore::linalg::basic::matrix::DenseMatrix;
 use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegressionParameters};
 
-use super::metrics::{at_threshold, average_precision, best_f1_threshold, roc_auc};
-use super::{Model, ModelArtifact, ModelFeature, Transform, ARTIFACT_FORMAT};
+use super::evaluate::{evaluate_rows, Evaluation, DEFAULT_TOP_K_PCTS};
+use super::forest::{extract_smartcore_forest, Forest};
+use super::metrics::{best_f1_threshold, roc_auc};
+use super::{
+    Model, ModelArtifact, ModelFeature, Transform, ARTIFACT_FORMAT, ARTIFACT_FORMAT_V2,
+    KIND_FOREST, KIND_LR,
+};
 use crate::engine::{Engine, EngineConfig};
 use crate::event::{Event, EventKind};
 use crate::features::{FeatureVector, FEATURE_NAMES};
@@ -26,7 +41,7 @@ pub enum TrainError {
     #[error("no events to train on")]
     NoEvents,
     #[error(
-        "cutoff {cutoff} plus the {horizon_days}-day horizon ends after the last event ({last}); \
+        "cutoff {cutoff} plus the {horizon_days}-day horizon ends after the data ({last}); \
          its labels would be unknown — choose an earlier cutoff or a shorter horizon"
     )]
     CutoffTooLate {
@@ -47,21 +62,75 @@ pub enum TrainError {
         positives: usize,
         rows: usize,
     },
+    #[error("unknown feature {0:?} in --features (known: {1})")]
+    UnknownFeature(String, String),
     #[error("smartcore failed to fit: {0}")]
     Fit(String),
+}
+
+/// Which model to fit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelKind {
+    /// L2-regularised logistic regression (smartcore, L-BFGS).
+    LogisticRegression { alpha: f64 },
+    /// smartcore random-forest regressor on 0/1 labels.
+    RandomForest(ForestParams),
+}
+
+/// Random-forest hyper-parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForestParams {
+    pub n_trees: usize,
+    pub max_depth: u16,
+    pub min_samples_leaf: usize,
+    /// Features tried per split; `None` = ⌊√p⌋ (smartcore's default).
+    pub m: Option<usize>,
+    pub seed: u64,
+}
+
+impl Default for ForestParams {
+    fn default() -> Self {
+        ForestParams {
+            n_trees: 100,
+            max_depth: 6,
+            min_samples_leaf: 50,
+            m: None,
+            seed: 42,
+        }
+    }
+}
+
+/// How the alert threshold is chosen (on the training rows).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ThresholdObjective {
+    /// The threshold maximising F1.
+    MaxF1,
+    /// Alert the top `pct` % of users by risk: the (100 − pct) % quantile of training scores.
+    AlertBudget { pct: f64 },
 }
 
 /// What to train.
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
-    /// Label horizon: churned = no purchase and no login within this after the cutoff.
+    /// Training label horizon: churned = no purchase and no login within this after the cutoff.
     pub horizon: Millis,
     /// Training cutoffs; empty = automatic (monthly, as many as fit before validation).
     pub train_cutoffs: Vec<Millis>,
     /// Validation cutoff; `None` = the latest cutoff whose horizon the data covers.
     pub validation_cutoff: Option<Millis>,
-    /// L2 regularisation strength of the logistic regression.
-    pub alpha: f64,
+    /// Horizon of the validation labels; `None` = `horizon`.
+    pub validation_horizon: Option<Millis>,
+    /// Further out-of-time evaluations `(cutoff, horizon)`, each also after the training labels.
+    pub extra_evaluations: Vec<(Millis, Millis)>,
+    /// Rows at a cutoff are the users active within this before it; `None` = the cutoff's
+    /// horizon (users silent longer than a horizon have churned already).
+    pub active_within: Option<Millis>,
+    /// Restrict the model to these features (in [`FEATURE_NAMES`] order); `None` = all.
+    pub features: Option<Vec<String>>,
+    pub kind: ModelKind,
+    pub threshold: ThresholdObjective,
+    /// Show a progress bar on stderr (only drawn when stderr is a terminal).
+    pub progress: bool,
 }
 
 impl Default for TrainConfig {
@@ -70,7 +139,13 @@ impl Default for TrainConfig {
             horizon: 90 * DAY_MS,
             train_cutoffs: Vec::new(),
             validation_cutoff: None,
-            alpha: 1.0,
+            validation_horizon: None,
+            extra_evaluations: Vec::new(),
+            active_within: None,
+            features: None,
+            kind: ModelKind::LogisticRegression { alpha: 1.0 },
+            threshold: ThresholdObjective::MaxF1,
+            progress: false,
         }
     }
 }
@@ -79,17 +154,60 @@ impl Default for TrainConfig {
 #[derive(Debug, Clone)]
 pub struct Row {
     pub cutoff: Millis,
+    /// Label horizon of this row.
+    pub horizon: Millis,
     pub user_id: String,
     pub features: FeatureVector,
     /// `true` = churned (no purchase and no login within the horizon).
     pub churned: bool,
 }
 
+/// Where to snapshot: at `cutoff`, users active within `active_within` before it, labelled
+/// over `horizon` after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotSpec {
+    pub cutoff: Millis,
+    pub horizon: Millis,
+    pub active_within: Millis,
+}
+
 /// Replays `events` (sorted by time) and snapshots every user active within the horizon before
 /// each cutoff, labelled by what they did in the horizon after it.
 pub fn labelled_snapshots(events: &[Event], cutoffs: &[Millis], horizon: Millis) -> Vec<Row> {
-    let mut cutoffs = cutoffs.to_vec();
-    cutoffs.sort_unstable();
+    let specs: Vec<SnapshotSpec> = cutoffs
+        .iter()
+        .map(|&cutoff| SnapshotSpec {
+            cutoff,
+            horizon,
+            active_within: horizon,
+        })
+        .collect();
+    snapshots(events, &specs, false)
+}
+
+/// A progress bar on stderr, drawn only when asked for and stderr is a terminal.
+pub fn progress_bar(len: u64, enabled: bool, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !(enabled && std::io::stderr().is_terminal()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events ({per_sec})",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Replays `events` (sorted by time) through one engine and takes every snapshot in `specs`
+/// (any order; the same cutoff may appear with several horizons). Rows come out grouped by
+/// spec, in the order of `specs` sorted by (cutoff, horizon).
+pub fn snapshots(events: &[Event], specs: &[SnapshotSpec], progress: bool) -> Vec<Row> {
+    let mut specs = specs.to_vec();
+    specs.sort_by_key(|s| (s.cutoff, s.horizon));
+    specs.dedup();
     let mut engine = Engine::new(
         EngineConfig {
             allowed_lateness: Millis::MAX / 4,
@@ -98,51 +216,73 @@ pub fn labelled_snapshots(events: &[Event], cutoffs: &[Millis], horizon: Millis)
         None,
     );
     let mut rows: Vec<Row> = Vec::new();
-    // (cutoff, first row index of that cutoff, users who returned within the horizon)
-    let mut pending: Vec<(Millis, usize, AHashSet<String>)> = Vec::new();
+    // Per spec: first row index, and the users who returned within its horizon.
+    let mut taken: Vec<(SnapshotSpec, usize)> = Vec::new();
+    // Latest purchase-or-login time per user among events after the earliest snapshot: a user
+    // returned within spec s iff some such event lies in (cutoff, cutoff + horizon]. Kept as the
+    // sorted list of return times per user (purchases and logins only).
+    let mut returns: AHashMap<String, Vec<Millis>> = AHashMap::new();
     let mut next = 0;
-    let snapshot = |engine: &Engine, cutoff: Millis, rows: &mut Vec<Row>| {
-        for (user, state, fv) in engine.snapshot(cutoff) {
-            if cutoff - state.last_activity <= horizon {
-                rows.push(Row {
-                    cutoff,
-                    user_id: user.to_string(),
-                    features: fv,
-                    churned: true,
-                });
-            }
-        }
-    };
-    for e in events {
-        while next < cutoffs.len() && cutoffs[next] < e.ts {
-            pending.push((cutoffs[next], rows.len(), AHashSet::new()));
-            snapshot(&engine, cutoffs[next], &mut rows);
-            next += 1;
-        }
-        if matches!(e.kind, EventKind::Purchase | EventKind::Login) {
-            for (c, _, returned) in pending.iter_mut() {
-                if e.ts > *c && e.ts <= *c + horizon {
-                    returned.insert(e.user_id.clone());
+    let bar = progress_bar(events.len() as u64, progress, "replaying");
+    for (k, e) in events.iter().enumerate() {
+        while next < specs.len() && specs[next].cutoff < e.ts {
+            let spec = specs[next];
+            taken.push((spec, rows.len()));
+            for (user, state, fv) in engine.snapshot(spec.cutoff) {
+                if spec.cutoff - state.last_activity <= spec.active_within {
+                    rows.push(Row {
+                        cutoff: spec.cutoff,
+                        horizon: spec.horizon,
+                        user_id: user.to_string(),
+                        features: fv,
+                        churned: true,
+                    });
                 }
             }
+            next += 1;
+        }
+        if !taken.is_empty() && matches!(e.kind, EventKind::Purchase | EventKind::Login) {
+            returns.entry(e.user_id.clone()).or_default().push(e.ts);
         }
         engine.advance(e.ts, &mut Vec::new());
         // Sorted input cannot be too late; erase requests simply drop the user.
         let _ = engine.apply(e);
+        if k % 8192 == 0 {
+            bar.set_position(k as u64);
+        }
     }
-    for (i, (_, start, returned)) in pending.iter().enumerate() {
-        let end = pending.get(i + 1).map_or(rows.len(), |p| p.1);
+    bar.finish_and_clear();
+    for (i, (spec, start)) in taken.iter().enumerate() {
+        let end = taken.get(i + 1).map_or(rows.len(), |p| p.1);
         for row in &mut rows[*start..end] {
-            row.churned = !returned.contains(&row.user_id);
+            let came_back = returns.get(&row.user_id).is_some_and(|ts| {
+                // `ts` is sorted (events are): the first return after the cutoff decides.
+                let j = ts.partition_point(|&t| t <= spec.cutoff);
+                <[Millis]>::get(ts, j).is_some_and(|&t| t <= spec.cutoff + spec.horizon)
+            });
+            row.churned = !came_back;
         }
     }
     rows
 }
 
-/// Training outcome: the artifact (unsaved) and a human summary.
 pub struct Trained {
     pub artifact: ModelArtifact,
+    /// The trees of a forest model.
+    pub forest: Option<Forest>,
     pub summary: serde_json::Value,
+}
+
+impl Trained {
+    /// Writes the artifact (with the forest, for tree models) and fills in its version.
+    pub fn save(&mut self, path: &std::path::Path) -> Result<(), super::ModelError> {
+        self.artifact.save_with(self.forest.as_ref(), path)
+    }
+
+    /// The trained model, ready to score.
+    pub fn model(&self) -> Result<Model, super::ModelError> {
+        Model::from_parts(self.artifact.clone(), self.forest.clone(), "training")
+    }
 }
 
 /// Fingerprint of a training set: event count and a hash of ids, users and times, so the card
@@ -173,14 +313,26 @@ fn transform_for(name: &str) -> Transform {
     }
 }
 
-/// Trains a logistic regression on `events` (sorted by time).
+/// The end of the data's label coverage: the end of the UTC day of the last event (sources with
+/// day resolution, like CDNOW, cover the whole of their last day).
+pub fn data_end(last: Millis) -> Millis {
+    (last.div_euclid(DAY_MS) + 1) * DAY_MS
+}
+
+fn days(ms: Millis) -> f64 {
+    ms as f64 / DAY_MS as f64
+}
+
+/// Trains a model on `events` (sorted by time).
 pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError> {
     let (first, last) = match (events.first(), events.last()) {
         (Some(f), Some(l)) => (f.ts, l.ts),
         _ => return Err(TrainError::NoEvents),
     };
     let rfc = crate::alert::rfc3339;
-    let validation = cfg.validation_cutoff.unwrap_or(last - cfg.horizon);
+    let end = data_end(last);
+    let valid_horizon = cfg.validation_horizon.unwrap_or(cfg.horizon);
+    let validation = cfg.validation_cutoff.unwrap_or(last - valid_horizon);
     let mut train_cutoffs = cfg.train_cutoffs.clone();
     if train_cutoffs.is_empty() {
         // Monthly cutoffs back from the last one that does not leak, keeping 30 days of history.
@@ -194,29 +346,56 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         return Err(TrainError::NoCutoffs);
     }
     train_cutoffs.sort_unstable();
-    for &c in train_cutoffs.iter().chain(std::iter::once(&validation)) {
-        if c + cfg.horizon > last {
+    train_cutoffs.dedup();
+    let mut evals = vec![(validation, valid_horizon)];
+    evals.extend(cfg.extra_evaluations.iter().copied());
+    let checks = train_cutoffs
+        .iter()
+        .map(|&c| (c, cfg.horizon))
+        .chain(evals.iter().copied());
+    for (c, h) in checks {
+        if c + h > end {
             return Err(TrainError::CutoffTooLate {
                 cutoff: rfc(c),
-                horizon_days: cfg.horizon / DAY_MS,
-                last: rfc(last),
+                horizon_days: h / DAY_MS,
+                last: rfc(end),
             });
         }
     }
     let latest_train = *train_cutoffs.last().unwrap_or(&validation);
-    if validation < latest_train + cfg.horizon {
-        return Err(TrainError::Leak {
-            validation: rfc(validation),
-            earliest: rfc(latest_train + cfg.horizon),
-        });
+    for &(c, _) in &evals {
+        if c < latest_train + cfg.horizon {
+            return Err(TrainError::Leak {
+                validation: rfc(c),
+                earliest: rfc(latest_train + cfg.horizon),
+            });
+        }
     }
-
-    let mut all_cutoffs = train_cutoffs.clone();
-    all_cutoffs.push(validation);
-    let rows = labelled_snapshots(events, &all_cutoffs, cfg.horizon);
-    let (valid_rows, train_rows): (Vec<&Row>, Vec<&Row>) =
-        rows.iter().partition(|r| r.cutoff == validation);
-    for (set, rs) in [("training", &train_rows), ("validation", &valid_rows)] {
+    let active_within = |h: Millis| cfg.active_within.unwrap_or(h);
+    let spec = |(cutoff, horizon): (Millis, Millis)| SnapshotSpec {
+        cutoff,
+        horizon,
+        active_within: active_within(horizon),
+    };
+    let specs: Vec<SnapshotSpec> = train_cutoffs
+        .iter()
+        .map(|&c| spec((c, cfg.horizon)))
+        .chain(evals.iter().copied().map(spec))
+        .collect();
+    let rows = snapshots(events, &specs, cfg.progress);
+    let train_rows: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.horizon == cfg.horizon && train_cutoffs.binary_search(&r.cutoff).is_ok())
+        .collect();
+    let eval_rows: Vec<Vec<&Row>> = evals
+        .iter()
+        .map(|&(c, h)| {
+            rows.iter()
+                .filter(|r| r.cutoff == c && r.horizon == h)
+                .collect()
+        })
+        .collect();
+    for (set, rs) in [("training", &train_rows), ("validation", &eval_rows[0])] {
         let positives = rs.iter().filter(|r| r.churned).count();
         if positives == 0 || positives == rs.len() {
             return Err(TrainError::OneClass {
@@ -227,13 +406,33 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         }
     }
 
+    // Which features may enter the model.
+    let allowed: Vec<usize> = match &cfg.features {
+        None => (0..FEATURE_NAMES.len()).collect(),
+        Some(names) => {
+            let mut idx = names
+                .iter()
+                .map(|n| {
+                    FeatureVector::index_of(n).ok_or_else(|| {
+                        TrainError::UnknownFeature(n.clone(), FEATURE_NAMES.join(", "))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            idx.sort_unstable();
+            idx.dedup();
+            idx
+        }
+    };
+
     // Transform, then standardise with training statistics; drop constant features (they carry
     // no signal and would divide by zero).
     let transformed =
         |r: &Row, i: usize| transform_for(FEATURE_NAMES[i]).apply(r.features.values[i]);
     let n = train_rows.len() as f64;
     let mut features = Vec::new();
-    for (i, name) in FEATURE_NAMES.iter().enumerate() {
+    let mut dropped = Vec::new();
+    for &i in &allowed {
+        let name = FEATURE_NAMES[i];
         let mean = train_rows.iter().map(|r| transformed(r, i)).sum::<f64>() / n;
         let var = train_rows
             .iter()
@@ -244,13 +443,15 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
             features.push((
                 i,
                 ModelFeature {
-                    name: (*name).into(),
+                    name: name.into(),
                     transform: transform_for(name),
                     mean,
                     std: var.sqrt(),
                     coef: 0.0,
                 },
             ));
+        } else {
+            dropped.push(name);
         }
     }
     let matrix = |rs: &[&Row]| -> Vec<Vec<f64>> {
@@ -263,87 +464,214 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
             })
             .collect()
     };
-    let x = DenseMatrix::from_2d_vec(&matrix(&train_rows))
-        .map_err(|e| TrainError::Fit(e.to_string()))?;
-    let y: Vec<i32> = train_rows.iter().map(|r| i32::from(r.churned)).collect();
-    let params = LogisticRegressionParameters::default().with_alpha(cfg.alpha);
-    let fitted =
-        LogisticRegression::fit(&x, &y, params).map_err(|e| TrainError::Fit(e.to_string()))?;
-    let coefs = fitted.coefficients();
-    for (j, (_, f)) in features.iter_mut().enumerate() {
-        f.coef = *coefs.get((0, j));
-    }
-    let intercept = *fitted.intercept().get((0, 0));
-
+    let train_matrix = matrix(&train_rows);
+    let x = DenseMatrix::from_2d_vec(&train_matrix).map_err(|e| TrainError::Fit(e.to_string()))?;
     let mut artifact = ModelArtifact {
         format: ARTIFACT_FORMAT.into(),
         version: String::new(),
-        kind: "logistic_regression".into(),
-        features: features.into_iter().map(|(_, f)| f).collect(),
-        intercept,
+        kind: KIND_LR.into(),
+        features: Vec::new(),
+        intercept: 0.0,
         threshold: 0.5,
         training: json!({}),
     };
-    let model = Model::from_artifact(artifact.clone(), "training")
-        .map_err(|e| TrainError::Fit(e.to_string()))?;
-    let score_set = |rs: &[&Row]| -> (Vec<f64>, Vec<bool>) {
-        (
-            rs.iter().map(|r| model.score(&r.features)).collect(),
-            rs.iter().map(|r| r.churned).collect(),
-        )
+    let mut fit_check = json!({});
+    let (forest, params) = match &cfg.kind {
+        ModelKind::LogisticRegression { alpha } => {
+            let y: Vec<i32> = train_rows.iter().map(|r| i32::from(r.churned)).collect();
+            let params = LogisticRegressionParameters::default().with_alpha(*alpha);
+            let fitted = LogisticRegression::fit(&x, &y, params)
+                .map_err(|e| TrainError::Fit(e.to_string()))?;
+            let coefs = fitted.coefficients();
+            for (j, (_, f)) in features.iter_mut().enumerate() {
+                f.coef = *coefs.get((0, j));
+            }
+            artifact.intercept = *fitted.intercept().get((0, 0));
+            // smartcore's own predictions must agree with the probability computed from its
+            // coefficients.
+            let predicted = fitted
+                .predict(&x)
+                .map_err(|e| TrainError::Fit(e.to_string()))?;
+            let lr = Model::from_artifact(
+                ModelArtifact {
+                    features: features.iter().map(|(_, f)| f.clone()).collect(),
+                    ..artifact.clone()
+                },
+                "training",
+            )
+            .map_err(|e| TrainError::Fit(e.to_string()))?;
+            let agree = predicted
+                .iter()
+                .zip(&train_rows)
+                .filter(|(p, r)| (**p == 1) == (lr.score(&r.features) >= 0.5))
+                .count();
+            fit_check = json!({
+                "smartcore_prediction_agreement": agree as f64 / train_rows.len() as f64
+            });
+            (
+                None,
+                json!({ "alpha": alpha, "solver": "smartcore LogisticRegression (L-BFGS)" }),
+            )
+        }
+        ModelKind::RandomForest(p) => {
+            let y: Vec<f64> = train_rows
+                .iter()
+                .map(|r| f64::from(u8::from(r.churned)))
+                .collect();
+            let mut params = RandomForestRegressorParameters::default()
+                .with_n_trees(p.n_trees)
+                .with_max_depth(p.max_depth)
+                .with_min_samples_leaf(p.min_samples_leaf)
+                .with_min_samples_split(2 * p.min_samples_leaf)
+                .with_seed(p.seed);
+            if let Some(m) = p.m {
+                params = params.with_m(m.clamp(1, features.len()));
+            }
+            let fitted = RandomForestRegressor::fit(&x, &y, params)
+                .map_err(|e| TrainError::Fit(e.to_string()))?;
+            let expected = fitted
+                .predict(&x)
+                .map_err(|e| TrainError::Fit(e.to_string()))?;
+            let trees =
+                extract_smartcore_forest(&format!("{fitted:?}")).map_err(TrainError::Fit)?;
+            let forest = Forest::new(trees, features.len()).map_err(TrainError::Fit)?;
+            // Our trees must reproduce smartcore's predictions on every training row.
+            let max_diff = train_matrix
+                .iter()
+                .zip(&expected)
+                .map(|(row, e)| (forest.predict(row) - e).abs())
+                .fold(0.0f64, f64::max);
+            if max_diff > 1e-9 {
+                return Err(TrainError::Fit(format!(
+                    "the forest read out of smartcore differs from smartcore's predictions by \
+                     {max_diff}; this smartcore version is not supported"
+                )));
+            }
+            let mut splits = vec![0usize; features.len()];
+            for tree in &forest.trees {
+                for node in tree.iter().filter(|n| n.len() == 4) {
+                    splits[node[0] as usize] += 1;
+                }
+            }
+            artifact.format = ARTIFACT_FORMAT_V2.into();
+            artifact.kind = KIND_FOREST.into();
+            fit_check = json!({
+                "max_abs_difference_to_smartcore_predict": max_diff,
+                "nodes": forest.node_count(),
+                "splits_per_feature": features
+                    .iter()
+                    .zip(&splits)
+                    .map(|((_, f), s)| (f.name.clone(), json!(s)))
+                    .collect::<serde_json::Map<_, _>>(),
+            });
+            (
+                Some(forest),
+                json!({
+                    "n_trees": p.n_trees,
+                    "max_depth": p.max_depth,
+                    "min_samples_leaf": p.min_samples_leaf,
+                    "min_samples_split": 2 * p.min_samples_leaf,
+                    "m": p.m.map_or(json!("floor(sqrt(features))"), |m| json!(m)),
+                    "seed": p.seed,
+                    "estimator": "smartcore RandomForestRegressor on 0/1 labels (mean = probability)",
+                }),
+            )
+        }
     };
-    let (train_scores, train_labels) = score_set(&train_rows);
-    let (valid_scores, valid_labels) = score_set(&valid_rows);
-    // smartcore's own predictions must agree with the probability computed from its coefficients.
-    let predicted = fitted
-        .predict(&x)
+    artifact.features = features.into_iter().map(|(_, f)| f).collect();
+    let mut model = Model::from_parts(artifact.clone(), forest.clone(), "training")
         .map_err(|e| TrainError::Fit(e.to_string()))?;
-    let agree = predicted
+    let train_scores: Vec<f64> = train_rows
         .iter()
-        .zip(&train_scores)
-        .filter(|(p, s)| (**p == 1) == (**s >= 0.5))
-        .count();
-    // The alert threshold is chosen on the training rows (max F1) so validation stays unseen.
-    let chosen = best_f1_threshold(&train_scores, &train_labels);
-    artifact.threshold = (chosen.threshold * 1e6).round() / 1e6;
-    let at = at_threshold(&valid_scores, &valid_labels, artifact.threshold);
+        .map(|r| model.score(&r.features))
+        .collect();
+    let train_labels: Vec<bool> = train_rows.iter().map(|r| r.churned).collect();
+    // The alert threshold is chosen on the training rows so validation stays unseen.
+    let (threshold, objective) = match cfg.threshold {
+        ThresholdObjective::MaxF1 => (
+            best_f1_threshold(&train_scores, &train_labels).threshold,
+            "max F1 on the training rows".to_string(),
+        ),
+        ThresholdObjective::AlertBudget { pct } => {
+            let mut sorted = train_scores.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            let k = ((sorted.len() as f64 * pct / 100.0).ceil() as usize).clamp(1, sorted.len());
+            (
+                sorted[k - 1],
+                format!("alert budget: the top {pct}% of training rows by risk"),
+            )
+        }
+    };
+    artifact.threshold = ((threshold * 1e6).round() / 1e6).clamp(0.0, 1.0);
+    model = Model::from_parts(artifact.clone(), forest.clone(), "training")
+        .map_err(|e| TrainError::Fit(e.to_string()))?;
+    let evaluations: Vec<Evaluation> = evals
+        .iter()
+        .zip(&eval_rows)
+        .map(|(&(c, h), rs)| evaluate_rows(&model, rs, c, h, &DEFAULT_TOP_K_PCTS).0)
+        .collect();
+    let v = &evaluations[0];
     let churn_rate = |l: &[bool]| l.iter().filter(|&&b| b).count() as f64 / l.len() as f64;
+    let mut training_metrics = json!({
+        "rows": train_rows.len(),
+        "churn_rate": churn_rate(&train_labels),
+        "roc_auc": roc_auc(&train_scores, &train_labels),
+    });
+    if let (Some(m), Some(c)) = (training_metrics.as_object_mut(), fit_check.as_object()) {
+        m.extend(c.clone());
+    }
     let metrics = json!({
         "validation": {
             "cutoff": rfc(validation),
-            "rows": valid_rows.len(),
-            "churn_rate": churn_rate(&valid_labels),
-            "roc_auc": roc_auc(&valid_scores, &valid_labels),
-            "pr_auc": average_precision(&valid_scores, &valid_labels),
-            "precision": at.precision,
-            "recall": at.recall,
-            "f1": at.f1,
-            "alert_rate": at.alert_rate,
+            "horizon_days": days(valid_horizon),
+            "rows": v.rows,
+            "churn_rate": v.churn_rate,
+            "roc_auc": v.roc_auc,
+            "pr_auc": v.pr_auc,
+            "precision": v.at_threshold.precision,
+            "recall": v.at_threshold.recall,
+            "f1": v.at_threshold.f1,
+            "alert_rate": v.at_threshold.alert_rate,
         },
-        "training": {
-            "rows": train_rows.len(),
-            "churn_rate": churn_rate(&train_labels),
-            "roc_auc": roc_auc(&train_scores, &train_labels),
-            "smartcore_prediction_agreement": agree as f64 / train_rows.len() as f64,
-        },
+        "training": training_metrics,
+        "evaluations": evaluations,
     });
+    let population = match cfg.active_within {
+        Some(a) if a >= Millis::MAX / 8 => "every user seen before the cutoff".to_string(),
+        Some(a) => format!("users active within {} days before the cutoff", days(a)),
+        None => "users active within the label horizon before the cutoff".to_string(),
+    };
     artifact.training = json!({
         "data": {
             "events": events.len(),
             "fingerprint": fingerprint(events),
             "first_event": rfc(first),
             "last_event": rfc(last),
+            "labels_known_until": rfc(end),
         },
         "label": "churned = no purchase and no login within the horizon after the cutoff",
-        "horizon_days": cfg.horizon / DAY_MS,
+        "population": population,
+        "active_within_days": cfg.active_within.map(days),
+        "horizon_days": days(cfg.horizon),
         "train_cutoffs": train_cutoffs.iter().map(|&c| rfc(c)).collect::<Vec<_>>(),
+        "training_labels_end": rfc(latest_train + cfg.horizon),
         "validation_cutoff": rfc(validation),
-        "params": { "alpha": cfg.alpha, "solver": "smartcore LogisticRegression (L-BFGS)" },
-        "threshold_objective": "max F1 on the training rows",
+        "validation_horizon_days": days(valid_horizon),
+        "evaluation_points": evals
+            .iter()
+            .map(|&(c, h)| json!({ "cutoff": rfc(c), "horizon_days": days(h) }))
+            .collect::<Vec<_>>(),
+        "features_dropped_as_constant": dropped,
+        "params": params,
+        "threshold_objective": objective,
         "metrics": metrics,
     });
     let summary = artifact.training.clone();
-    Ok(Trained { artifact, summary })
+    Ok(Trained {
+        artifact,
+        forest,
+        summary,
+    })
 }
 
 #[cfg(test)]
@@ -404,7 +732,7 @@ mod tests {
             horizon: 60 * DAY_MS,
             train_cutoffs: vec![t0 + 100 * DAY_MS],
             validation_cutoff: Some(t0 + 120 * DAY_MS),
-            alpha: 1.0,
+            ..TrainConfig::default()
         };
         assert!(matches!(train(&events, &bad), Err(TrainError::Leak { .. })));
     }
