@@ -14,6 +14,8 @@
 //! librdkafka's default (1000 ms) throttles fetching noticeably.
 #![allow(dead_code)]
 
+pub mod service;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
