@@ -138,7 +138,9 @@ impl Metrics {
             score: histogram(
                 "churnguard_churn_score",
                 "Distribution of churn probabilities computed.",
-                (1..=10).map(|i| f64::from(i) / 10.0).collect(),
+                                // Most users are far from churning: resolve the low end and the usual threshold
+                // region rather than ten equal slices.
+                vec![0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.35, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0],
             ),
             scoring_seconds: histogram(
                 "churnguard_scoring_duration_seconds",
@@ -231,6 +233,10 @@ impl Metrics {
         }
         for s in crate::features::Stage::ALL {
             m.users_by_stage.with_label_values(&[s.as_str()]).set(0);
+            for t in crate::features::Stage::ALL.iter().filter(|t| **t != s) {
+                m.lifecycle_transitions
+                    .with_label_values(&[s.as_str(), t.as_str()]);
+            }
         }
         m
     }

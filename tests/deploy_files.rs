@@ -29,6 +29,8 @@ fn exported_families() -> &'static Vec<(String, String)> {
         // As a running service renders it: with a model loaded (model_info has no series before).
         let metrics = churnguard::metrics::Metrics::new();
         metrics.set_model("sha256:test", "logistic_regression", 0.5);
+        // Per-partition lag has series once partitions are assigned.
+        metrics.consumer_lag.with_label_values(&["0"]).set(0);
         metrics
             .render()
             .lines()
