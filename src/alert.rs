@@ -84,11 +84,7 @@ pub fn alert_id(user_id: &str, model_version: &str, episode_start: Millis) -> St
     h.update(model_version.as_bytes());
     h.update([0u8]);
     h.update(episode_start.to_be_bytes());
-    h.finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex_prefix(&h.finalize(), 16)
 }
 
 /// The episode rule: alert once per episode, never for opted-out users.

@@ -33,3 +33,13 @@ pub type Millis = i64;
 
 /// One day in milliseconds: windows are exact at day granularity.
 pub const DAY_MS: Millis = 86_400_000;
+
+/// Lower-case hex of the first `bytes` bytes of a digest: model versions, data fingerprints
+/// and alert ids are short, stable prefixes of a SHA-256.
+pub fn hex_prefix(digest: &[u8], bytes: usize) -> String {
+    digest
+        .iter()
+        .take(bytes)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

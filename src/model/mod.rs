@@ -123,32 +123,20 @@ impl ModelArtifact {
     /// Computes the content-hash version: the same weights and training record always give the
     /// same version, so alert ids derived from it are stable across restarts and replays.
     pub fn compute_version(&self) -> String {
-        let mut unversioned = self.clone();
-        unversioned.version = String::new();
-        let bytes = serde_json::to_vec(&unversioned).unwrap_or_default();
-        let digest = Sha256::digest(&bytes);
-        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        format!("sha256:{hex}")
+        self.compute_version_with(None)
     }
 
     /// Content-hash version of the artifact together with a forest (format 2): the hash covers
-    /// the trees too. Without a forest it is [`ModelArtifact::compute_version`].
+    /// the trees too; without a forest it hashes the artifact alone (format 1).
     pub fn compute_version_with(&self, forest: Option<&Forest>) -> String {
-        let Some(forest) = forest else {
-            return self.compute_version();
-        };
         let mut unversioned = self.clone();
         unversioned.version = String::new();
         let mut h = Sha256::new();
         h.update(serde_json::to_vec(&unversioned).unwrap_or_default());
-        h.update(serde_json::to_vec(forest).unwrap_or_default());
-        let hex: String = h
-            .finalize()
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("sha256:{hex}")
+        if let Some(forest) = forest {
+            h.update(serde_json::to_vec(forest).unwrap_or_default());
+        }
+        format!("sha256:{}", crate::hex_prefix(&h.finalize(), 8))
     }
 
     /// Writes the artifact as pretty JSON with its version filled in.

@@ -295,13 +295,7 @@ pub fn fingerprint(events: &[Event]) -> String {
         h.update(e.ts.to_be_bytes());
         h.update(e.kind.as_str().as_bytes());
     }
-    let hex: String = h
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", crate::hex_prefix(&h.finalize(), 8))
 }
 
 fn transform_for(name: &str) -> Transform {
