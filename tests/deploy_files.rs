@@ -13,6 +13,8 @@
 //! * `promtool check rules`, `promtool check config`, `promtool test rules` and a syntax check of
 //!   every dashboard query, when promtool is installed (required when `CI` is set).
 
+mod util;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use std::process::Command;
 
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
+use util::dashboards::{deploy, leaf_panels};
 
 /// Metric families the service really exports, read from its own registry: `(name, type)`.
 /// Dashboards and rules may reference only these (histograms also by `_bucket`/`_sum`/`_count`).
@@ -78,10 +81,6 @@ const METRICS_PORT: u64 = 9464;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn deploy() -> PathBuf {
-    root().join("deploy")
 }
 
 fn read(path: &Path) -> String {
@@ -345,18 +344,6 @@ fn rule_tests_and_scrape_config_match() {
 
 // ---------------------------------------------------------------------------------------------
 // Grafana
-
-/// Every non-row panel, including those nested in (collapsed) rows.
-fn leaf_panels<'a>(panels: &'a [Json], out: &mut Vec<&'a Json>) {
-    for p in panels {
-        if let Some(nested) = p.get("panels").and_then(Json::as_array) {
-            leaf_panels(nested, out);
-        }
-        if p.get("type").and_then(Json::as_str) != Some("row") {
-            out.push(p);
-        }
-    }
-}
 
 fn load_dashboard(name: &str) -> Json {
     let path = deploy().join("grafana/dashboards").join(name);

@@ -20,6 +20,8 @@
 //! fails). Every process started here is stopped by a Drop guard, also when the test panics;
 //! Prometheus runs under a supervisor that stops it when this test process dies in any way.
 
+mod util;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -30,12 +32,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
+use util::dashboards::{deploy, leaf_panels};
+use util::service::free_port;
+use util::wait_until;
 
 const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/churn-lr.json");
 /// Live events per second the demo produces once its history is processed.
 const LIVE_RATE: u32 = 50;
 const JOB: &str = "churnguard";
-const POLL: Duration = Duration::from_millis(250);
 
 /// Grafana's time variables, as Grafana would set them for a 1 s scrape interval and a short
 /// dashboard range. `$__rate_interval` is at least 4 scrape intervals in Grafana; 10 s holds
@@ -60,26 +64,6 @@ fn on_path(name: &str) -> Option<PathBuf> {
             .map(|p| p.join(name))
             .find(|p| p.is_file())
     })
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
 }
 
 fn tail(s: &str, max: usize) -> &str {
@@ -370,21 +354,6 @@ struct Query {
     /// Panel title (dashboards), alert name (rules).
     title: String,
     expr: String,
-}
-
-fn deploy() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
-}
-
-fn leaf_panels<'a>(panels: &'a [Json], out: &mut Vec<&'a Json>) {
-    for p in panels {
-        if let Some(nested) = p.get("panels").and_then(Json::as_array) {
-            leaf_panels(nested, out);
-        }
-        if p.get("type").and_then(Json::as_str) != Some("row") {
-            out.push(p);
-        }
-    }
 }
 
 /// Panel target expressions and template-variable queries of every dashboard.

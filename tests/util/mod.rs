@@ -14,6 +14,7 @@
 //! librdkafka's default (1000 ms) throttles fetching noticeably.
 #![allow(dead_code)]
 
+pub mod dashboards;
 pub mod service;
 
 use std::collections::BTreeMap;
