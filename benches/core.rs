@@ -1,9 +1,13 @@
 //! Core benchmark, single thread, no Kafka: decode + window update + lifecycle + scoring.
 //!
-//! `cargo bench --bench core -- [USERS] [EVENTS]` (defaults 1,000,000 users, 20,000,000 events).
-//! Events are pre-encoded as JSON in batches (encoding is not timed), spread over 90 days of
-//! event time with a realistic type mix and a skewed user popularity, and driven exactly as the
-//! pipeline drives the engine: decode, advance the clock, apply. Heap bytes are measured with a
+//! `cargo bench --bench core -- [USERS] [EVENTS] [SESSION_LEN]` (defaults 1,000,000 users,
+//! 20,000,000 events, session length 1). Events are pre-encoded as JSON in batches (encoding is
+//! not timed), spread over 90 days of event time with a realistic type mix and a skewed user
+//! popularity, and driven exactly as the pipeline drives the engine: decode, advance the clock,
+//! apply. With SESSION_LEN > 1 a user's events come in sessions of that mean length (256
+//! sessions interleaved), as apps and sites emit them; with 1 every event is a lone visit, the
+//! worst case for scoring (events score a user at most once a day, so sessions share one).
+//! CPU time is reported beside wall time because the machine may be shared. Heap bytes are measured with a
 //! counting allocator: live bytes held by the engine after the run, divided by tracked users.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -70,6 +74,17 @@ fn kind(rng: &mut SmallRng) -> EventKind {
     EventKind::PageView
 }
 
+/// CPU time of this thread (user + system), from /proc: wall time is meaningless on a shared
+/// machine, CPU time is what a core spends. `None` where /proc is absent.
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10)) // USER_HZ is 100 on Linux
+}
+
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
@@ -85,19 +100,37 @@ fn main() {
     let now = start + span + DAY_MS;
     let mut rng = SmallRng::seed_from_u64(1);
     let batch = 1_000_000usize;
+    let session_len = args.get(2).copied().unwrap_or(1).max(1) as f64;
+    let mut open: Vec<(usize, usize)> = vec![(0, 0); 256];
 
     let heap_before = LIVE.load(Ordering::Relaxed);
     let mut engine = Engine::new(EngineConfig::default(), Some(model));
     let mut busy = Duration::ZERO;
+    let mut cpu = Duration::ZERO;
     let (mut alerts, mut rejected, mut done) = (0usize, 0usize, 0usize);
+    let (mut timer_scorings, mut event_scorings) = (0usize, 0usize);
     let mut out = Vec::new();
     while done < events {
         let n = batch.min(events - done);
-        // Skewed popularity: squaring a uniform draw favours low ids (a few heavy users).
         let payloads: Vec<String> = (0..n)
             .map(|i| {
                 let seq = done + i;
-                let u = ((rng.gen::<f64>().powi(2)) * users as f64) as usize;
+                // Sessions interleave: each event continues one of the open sessions at random;
+                // an ended session is replaced by a new one of a user drawn with skewed
+                // popularity (squaring a uniform draw favours low ids: a few heavy users).
+                let slot = rng.gen_range(0..open.len());
+                if open[slot].1 == 0 {
+                    let u = ((rng.gen::<f64>().powi(2)) * users as f64) as usize;
+                    let len = if session_len <= 1.0 {
+                        1
+                    } else {
+                        // Geometric length with the requested mean.
+                        1 + (rng.gen::<f64>().ln() / (1.0 - 1.0 / session_len).ln()) as usize
+                    };
+                    open[slot] = (u, len);
+                }
+                open[slot].1 -= 1;
+                let u = open[slot].0;
                 let k = kind(&mut rng);
                 let e = Event {
                     event_id: format!("e{seq}"),
@@ -114,14 +147,17 @@ fn main() {
             })
             .collect();
         let t = Instant::now();
+        let c = thread_cpu();
         for p in &payloads {
             match decode(p.as_bytes(), now, 3_600_000) {
                 Ok(e) => {
                     out.clear();
                     engine.advance(e.ts, &mut out);
+                    timer_scorings += out.len();
                     alerts += out.iter().filter(|s| s.alert.is_some()).count();
                     match engine.apply(&e) {
                         Ok(churnguard::engine::Applied::Updated { scored: Some(s) }) => {
+                            event_scorings += 1;
                             alerts += usize::from(s.alert.is_some())
                         }
                         Ok(_) => {}
@@ -132,21 +168,32 @@ fn main() {
             }
         }
         busy += t.elapsed();
+        if let (Some(before), Some(after)) = (c, thread_cpu()) {
+            cpu += after.saturating_sub(before);
+        }
         done += n;
         drop(payloads);
     }
     let heap = LIVE.load(Ordering::Relaxed) - heap_before;
     let tracked = engine.users();
-    println!("core benchmark: {events} events, {users} user ids, single thread");
+    let timers = engine.timers_queued();
+    println!(
+        "core benchmark: {events} events, {users} user ids, mean session length {session_len}, single thread"
+    );
     println!(
         "  decode + advance + apply (features, lifecycle, scoring): {:.2} s",
         busy.as_secs_f64()
     );
     println!(
-        "  throughput: {:.0} events/s",
-        events as f64 / busy.as_secs_f64()
+        "  throughput: {:.0} events/s wall, {:.0} events per CPU-second ({:.2} CPU s)",
+        events as f64 / busy.as_secs_f64(),
+        events as f64 / cpu.as_secs_f64().max(1e-9),
+        cpu.as_secs_f64()
     );
     println!("  users tracked: {tracked}; alerts raised: {alerts}; rejected: {rejected}");
+    println!(
+        "  scorings: {event_scorings} on events, {timer_scorings} on timers; timer entries queued: {timers}"
+    );
     println!(
         "  engine heap: {:.1} MiB = {:.0} bytes per tracked user (index, slots, day buckets, timers, dedupe)",
         heap as f64 / (1024.0 * 1024.0),

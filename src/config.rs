@@ -112,6 +112,10 @@ pub struct EngineArgs {
         default_value_t = 24.0
     )]
     pub rescore_interval_hours: f64,
+    /// Silence (days) after which a silent user starts being re-scored periodically; lifecycle
+    /// thresholds and an overdue purchase cycle re-score them regardless.
+    #[arg(long, env = "CHURNGUARD_RESCORE_AFTER_DAYS", default_value_t = 7.0)]
+    pub rescore_after_days: f64,
     /// Users silent for longer than this are dropped from memory (days).
     #[arg(long, env = "CHURNGUARD_RETENTION_DAYS", default_value_t = 400.0)]
     pub retention_days: f64,
@@ -155,6 +159,7 @@ impl EngineArgs {
         Ok(EngineConfig {
             allowed_lateness: hours(self.allowed_lateness_hours),
             rescore_interval: hours(self.rescore_interval_hours).max(60_000),
+            rescore_after: (self.rescore_after_days.max(0.0) * DAY_MS as f64) as Millis,
             retention: (self.retention_days * DAY_MS as f64) as Millis,
             dedupe_horizon: (self.dedupe_horizon_minutes.max(0.0) * 60_000.0) as Millis,
             lifecycle,

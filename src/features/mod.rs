@@ -10,7 +10,7 @@ mod state;
 pub mod window;
 
 pub use lifecycle::{LifecycleConfig, Stage};
-pub use state::UserState;
+pub use state::{Instant32, UserState};
 pub use window::{DayBucket, DayWindows, WindowTotals};
 
 /// Names of the features, in the order of [`FeatureVector::values`]. A model artifact lists the

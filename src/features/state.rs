@@ -1,58 +1,92 @@
 //! Everything churnguard remembers about one user.
 
 use super::lifecycle::{self, LifecycleConfig, Stage, StageInputs};
-use super::window::{day_of, to_cents, DayWindows, MAX_WINDOW_DAYS};
+use super::window::{day_of, to_cents, DayWindows, WindowTotals, MAX_WINDOW_DAYS};
 use super::{FeatureVector, DEFAULT_CYCLE_DAYS, NUM_FEATURES};
 use crate::event::{Event, EventKind};
 use crate::{Millis, DAY_MS};
 
-/// Sentinel for "never happened" timestamps.
+/// Sentinel for "never happened" timestamps in the millisecond API.
 const NEVER: Millis = Millis::MIN;
+
+/// An instant in 4 bytes: whole seconds since the Unix epoch, 0 = never. Sub-second precision
+/// means nothing to day-scale features, and seven timestamps per user are a large share of the
+/// per-user budget (8 bytes each as milliseconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Instant32(u32);
+
+impl Instant32 {
+    /// Never happened.
+    pub const NEVER: Instant32 = Instant32(0);
+
+    /// The second containing `ts` (clamped to the representable range, 1970..2106).
+    pub fn from_millis(ts: Millis) -> Instant32 {
+        Instant32(
+            u32::try_from(ts.div_euclid(1000))
+                .unwrap_or(if ts < 0 { 1 } else { u32::MAX })
+                .max(1),
+        )
+    }
+
+    /// Milliseconds since the epoch, or `Millis::MIN` for never.
+    pub fn millis(self) -> Millis {
+        if self.0 == 0 {
+            NEVER
+        } else {
+            Millis::from(self.0) * 1000
+        }
+    }
+
+    /// Whether it happened.
+    pub fn is_set(self) -> bool {
+        self.0 != 0
+    }
+
+    /// The earlier of two instants, treating never as absent.
+    fn min_set(self, other: Instant32) -> Instant32 {
+        if self.is_set() {
+            self.min(other)
+        } else {
+            other
+        }
+    }
+
+    /// Raw seconds (persistence).
+    pub fn secs(self) -> u32 {
+        self.0
+    }
+
+    /// From raw seconds (persistence).
+    pub fn from_secs(secs: u32) -> Instant32 {
+        Instant32(secs)
+    }
+}
 
 /// Per-user state: recent day buckets plus lifetime aggregates that no window can give
 /// (tenure, total spend, purchase cycle) and the alert bookkeeping for the current episode.
-#[derive(Debug, Clone, PartialEq)]
+/// 88 bytes inline plus the packed days (see [`DayWindows`]).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserState {
     pub windows: DayWindows,
-    pub first_seen: Millis,
-    pub last_activity: Millis,
-    pub first_purchase: Millis,
-    pub last_purchase: Millis,
+    pub first_seen: Instant32,
+    pub last_activity: Instant32,
+    pub first_purchase: Instant32,
+    pub last_purchase: Instant32,
     /// Last login or purchase: the engagement whose absence defines churn.
-    pub last_engaged: Millis,
+    pub last_engaged: Instant32,
     /// Latest return after an at-risk silence (set by the engine, which knows the threshold).
-    pub returned_at: Millis,
+    pub returned_at: Instant32,
+    /// `last_activity` of the silence episode already alerted on, or never. A new activity
+    /// moves `last_activity` on, which opens a new episode and re-arms the alert.
+    pub alerted_episode: Instant32,
     pub purchases_total: u32,
     pub spend_total_cents: u64,
-    /// `last_activity` of the silence episode already alerted on, or `NEVER`. A new activity
-    /// moves `last_activity` on, which opens a new episode and re-arms the alert.
-    pub alerted_episode: Millis,
     /// The user asked not to be contacted: still scored, never alerted.
     pub opted_out: bool,
-    /// Lifecycle stage last reported (`Stage as u8`), to detect transitions.
+    /// Lifecycle stage last reported (`Stage as u8`, `Stage::New` = 0), to detect transitions.
     pub stage: u8,
     /// Day (since the epoch) of the last scoring: events score a user at most once a day.
     pub last_scored_day: u16,
-}
-
-impl Default for UserState {
-    fn default() -> Self {
-        UserState {
-            windows: DayWindows::default(),
-            first_seen: NEVER,
-            last_activity: NEVER,
-            first_purchase: NEVER,
-            last_purchase: NEVER,
-            last_engaged: NEVER,
-            returned_at: NEVER,
-            purchases_total: 0,
-            spend_total_cents: 0,
-            alerted_episode: NEVER,
-            opted_out: false,
-            stage: Stage::New as u8,
-            last_scored_day: 0,
-        }
-    }
 }
 
 impl UserState {
@@ -66,33 +100,31 @@ impl UserState {
             EventKind::Erase => return, // the engine drops the whole state
             _ => {}
         }
+        let at = Instant32::from_millis(event.ts);
         self.windows.add(event);
-        self.first_seen = if self.first_seen == NEVER {
-            event.ts
-        } else {
-            self.first_seen.min(event.ts)
-        };
-        self.last_activity = self.last_activity.max(event.ts);
+        self.first_seen = self.first_seen.min_set(at);
+        self.last_activity = self.last_activity.max(at);
         if matches!(event.kind, EventKind::Login | EventKind::Purchase) {
-            self.last_engaged = self.last_engaged.max(event.ts);
+            self.last_engaged = self.last_engaged.max(at);
         }
         if event.kind == EventKind::Purchase {
             self.purchases_total = self.purchases_total.saturating_add(1);
             self.spend_total_cents = self
                 .spend_total_cents
                 .saturating_add(u64::from(to_cents(event.amount)));
-            self.first_purchase = if self.first_purchase == NEVER {
-                event.ts
-            } else {
-                self.first_purchase.min(event.ts)
-            };
-            self.last_purchase = self.last_purchase.max(event.ts);
+            self.first_purchase = self.first_purchase.min_set(at);
+            self.last_purchase = self.last_purchase.max(at);
         }
+    }
+
+    /// Latest activity in milliseconds (`Millis::MIN` if none).
+    pub fn last_activity_ms(&self) -> Millis {
+        self.last_activity.millis()
     }
 
     /// Whether the user has any activity at all (an opt-out alone creates no activity).
     pub fn has_activity(&self) -> bool {
-        self.last_activity != NEVER
+        self.last_activity.is_set()
     }
 
     /// Whether an alert was already sent for the current silence episode.
@@ -103,26 +135,46 @@ impl UserState {
     /// Start of the current silence for lifecycle purposes: the last login or purchase, or first
     /// sight for a user who never did either.
     pub fn silence_start(&self) -> Millis {
-        if self.last_engaged != NEVER {
-            self.last_engaged
+        if self.last_engaged.is_set() {
+            self.last_engaged.millis()
         } else {
-            self.first_seen
+            self.first_seen.millis()
         }
+    }
+
+    /// Totals of the 7-, 30- and 90-day windows ending at `now`'s day, in one pass over the
+    /// buckets: the lifecycle stage and the features both read them, so a scoring decodes the
+    /// user's days once.
+    pub fn window_totals(&self, now: Millis) -> [WindowTotals; 3] {
+        self.windows
+            .totals_nested(day_of(now), [7, 30, MAX_WINDOW_DAYS])
     }
 
     /// The lifecycle stage as of `now`.
     pub fn stage_at(&self, cfg: &LifecycleConfig, now: Millis) -> Stage {
-        let today = day_of(now);
-        let [w30, w90] = self.windows.totals_nested(today, [30, MAX_WINDOW_DAYS]);
+        self.stage_with(&self.window_totals(now), cfg, now)
+    }
+
+    /// The lifecycle stage as of `now`, given [`Self::window_totals`] at `now`.
+    pub fn stage_with(
+        &self,
+        totals: &[WindowTotals; 3],
+        cfg: &LifecycleConfig,
+        now: Millis,
+    ) -> Stage {
+        let [_, w30, w90] = totals;
         let days = |t: Millis| ((now - t).max(0) as f64) / DAY_MS as f64;
         lifecycle::stage(
             cfg,
             &StageInputs {
                 days_silent: days(self.silence_start()),
-                tenure_days: days(self.first_seen),
+                tenure_days: days(self.first_seen.millis()),
                 events_30d: f64::from(w30.events),
                 events_prior_60d: f64::from(w90.events - w30.events),
-                days_since_return: (self.returned_at != NEVER).then(|| days(self.returned_at)),
+                days_since_return: self
+                    .returned_at
+                    .is_set()
+                    .then(|| days(self.returned_at.millis())),
             },
         )
     }
@@ -130,35 +182,39 @@ impl UserState {
     /// The user's own purchase cycle in days, with at least two purchases.
     pub fn purchase_cycle_days(&self) -> Option<f64> {
         (self.purchases_total >= 2).then(|| {
-            ((self.last_purchase - self.first_purchase) as f64 / DAY_MS as f64)
+            ((self.last_purchase.millis() - self.first_purchase.millis()) as f64 / DAY_MS as f64)
                 / f64::from(self.purchases_total - 1)
         })
     }
 
     /// Drops buckets no window can reach any more.
     pub fn prune(&mut self, now: Millis) {
-        self.windows.prune(day_of(now));
+        self.windows.prune(day_of(now), MAX_WINDOW_DAYS);
     }
 
     /// Features as of `now`. Windows end at `now`'s day; recencies are in fractional days.
     pub fn features(&self, now: Millis) -> FeatureVector {
-        let today = day_of(now);
-        let [w7, w30, w90] = self.windows.totals_nested(today, [7, 30, MAX_WINDOW_DAYS]);
+        self.features_with(&self.window_totals(now), now)
+    }
+
+    /// Features as of `now`, given [`Self::window_totals`] at `now`.
+    pub fn features_with(&self, totals: &[WindowTotals; 3], now: Millis) -> FeatureVector {
+        let [w7, w30, w90] = *totals;
         let days_since = |t: Millis| ((now - t).max(0) as f64) / DAY_MS as f64;
         let tenure = if self.has_activity() {
-            days_since(self.first_seen)
+            days_since(self.first_seen.millis())
         } else {
             0.0
         };
         let since_activity = if self.has_activity() {
-            days_since(self.last_activity)
+            days_since(self.last_activity.millis())
         } else {
             0.0
         };
         // No purchase yet: count from first sight, so a browser who never buys ages like a
         // buyer who stopped (`purchases_total` = 0 tells the model which one it is).
-        let since_purchase = if self.last_purchase != NEVER {
-            days_since(self.last_purchase)
+        let since_purchase = if self.last_purchase.is_set() {
+            days_since(self.last_purchase.millis())
         } else {
             tenure
         };

@@ -87,9 +87,133 @@ impl WindowTotals {
 }
 
 /// The active-day buckets of one user, sorted by day, at most one per day.
+///
+/// Layout (40 bytes inline plus a few bytes per older active day): the latest active day is
+/// kept unpacked in `hot`, since nearly every event lands on it; older days are packed into one
+/// byte string, oldest first, each record being
+///
+/// ```text
+/// varint(days since the previous record; 0 for the first, which is at `first_day`)
+/// varint(mask of non-zero counters, bit i = FIELDS[i])
+/// varint(counter) for each bit set, in bit order
+/// ```
+///
+/// A typical day (a couple of page views) packs into 4 bytes instead of 16. Packing is exact:
+/// unpacking gives the bucket back, so windows stay exact recounts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DayWindows {
-    buckets: Vec<DayBucket>,
+    packed: Box<[u8]>,
+    hot: DayBucket,
+    /// Day of the first packed record.
+    first_day: u16,
+    /// Day of the last packed record (the one before `hot`).
+    last_packed_day: u16,
+}
+
+/// Counter order in a packed record's mask: the most frequent first, so a mask of ordinary
+/// browsing fits one varint byte.
+const FIELDS: usize = 10;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a varint at `*pos`, advancing it. The bytes were written by [`put_varint`], so a
+/// truncated varint cannot occur; a corrupt one ends at the buffer's end rather than panicking.
+fn get_varint(buf: &[u8], pos: &mut usize) -> u32 {
+    let mut v = 0u32;
+    let mut shift = 0;
+    while let Some(&b) = buf.get(*pos) {
+        *pos += 1;
+        v |= u32::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            break;
+        }
+        shift += 7;
+    }
+    v
+}
+
+impl DayBucket {
+    fn fields(&self) -> [u32; FIELDS] {
+        [
+            u32::from(self.events),
+            u32::from(self.page_views),
+            u32::from(self.logins),
+            u32::from(self.cart_adds),
+            u32::from(self.purchases),
+            self.spend_cents,
+            u32::from(self.social),
+            u32::from(self.coupons),
+            u32::from(self.refunds),
+            u32::from(self.complaints),
+        ]
+    }
+
+    fn from_fields(day: u16, f: [u32; FIELDS]) -> DayBucket {
+        let small = |v: u32| u8::try_from(v).unwrap_or(u8::MAX);
+        DayBucket {
+            day,
+            events: u16::try_from(f[0]).unwrap_or(u16::MAX),
+            page_views: small(f[1]),
+            logins: small(f[2]),
+            cart_adds: small(f[3]),
+            purchases: small(f[4]),
+            spend_cents: f[5],
+            social: small(f[6]),
+            coupons: small(f[7]),
+            refunds: small(f[8]),
+            complaints: small(f[9]),
+        }
+    }
+
+    fn pack(&self, delta: u16, out: &mut Vec<u8>) {
+        let fields = self.fields();
+        let mask = fields
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v != 0)
+            .fold(0u32, |m, (i, _)| m | 1 << i);
+        put_varint(out, u32::from(delta));
+        put_varint(out, mask);
+        for v in fields.iter().filter(|v| **v != 0) {
+            put_varint(out, *v);
+        }
+    }
+}
+
+/// Iterates the packed records as (byte offset of the record, bucket).
+struct Packed<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    day: u16,
+}
+
+impl Iterator for Packed<'_> {
+    type Item = (usize, DayBucket);
+
+    fn next(&mut self) -> Option<(usize, DayBucket)> {
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        let start = self.pos;
+        let delta = get_varint(self.buf, &mut self.pos);
+        self.day = self
+            .day
+            .saturating_add(u16::try_from(delta).unwrap_or(u16::MAX));
+        let mask = get_varint(self.buf, &mut self.pos);
+        let mut f = [0u32; FIELDS];
+        for (i, v) in f.iter_mut().enumerate() {
+            if mask & (1 << i) != 0 {
+                *v = get_varint(self.buf, &mut self.pos);
+            }
+        }
+        Some((start, DayBucket::from_fields(self.day, f)))
+    }
 }
 
 /// Day number (days since the Unix epoch) of an instant.
@@ -110,75 +234,147 @@ pub fn to_cents(amount: f64) -> u32 {
 }
 
 impl DayWindows {
+    fn packed(&self) -> Packed<'_> {
+        Packed {
+            buf: &self.packed,
+            pos: 0,
+            day: self.first_day,
+        }
+    }
+
+    fn has_hot(&self) -> bool {
+        self.hot.events != 0
+    }
+
+    /// Every held bucket, oldest first (tests, persistence).
+    pub fn buckets(&self) -> impl Iterator<Item = DayBucket> + '_ {
+        self.packed()
+            .map(|(_, b)| b)
+            .chain(self.has_hot().then_some(self.hot))
+    }
+
+    /// Replaces the content with `buckets` (ascending by day, one per day).
+    fn rebuild(&mut self, buckets: &[DayBucket]) {
+        *self = DayWindows::default();
+        let Some((last, older)) = buckets.split_last() else {
+            return;
+        };
+        let mut out = Vec::new();
+        let mut prev = older.first().map_or(0, |b| b.day);
+        self.first_day = prev;
+        for b in older {
+            b.pack(b.day - prev, &mut out);
+            prev = b.day;
+        }
+        self.last_packed_day = prev;
+        self.packed = out.into_boxed_slice();
+        self.hot = *last;
+    }
+
     /// Folds one event into its day's bucket, wherever that day sits (late events included).
     pub fn add(&mut self, event: &Event) {
         let day = u16::try_from(day_of(event.ts)).unwrap_or(u16::MAX);
         let cents = to_cents(event.amount);
-        // Newest-first search: nearly all events land in the last bucket.
-        match self.buckets.iter().rposition(|b| b.day <= day) {
-            Some(i) if self.buckets[i].day == day => self.buckets[i].add(event.kind, cents),
-            pos => {
-                let mut bucket = DayBucket {
-                    day,
-                    ..DayBucket::default()
-                };
-                bucket.add(event.kind, cents);
-                // Exact growth: a new active day is rare next to events, and doubling would
-                // leave up to half of every user's buckets empty.
-                self.buckets.reserve_exact(1);
-                self.buckets.insert(pos.map_or(0, |i| i + 1), bucket);
+        if !self.has_hot() {
+            self.hot = DayBucket {
+                day,
+                ..DayBucket::default()
+            };
+        }
+        if day == self.hot.day {
+            self.hot.add(event.kind, cents);
+        } else if day > self.hot.day {
+            // A new latest day: pack the previous one. Exact growth, since a new active day is
+            // rare next to events and doubling would leave slack in every user's buffer.
+            let mut out = std::mem::take(&mut self.packed).into_vec();
+            let delta = if out.is_empty() {
+                self.first_day = self.hot.day;
+                0
+            } else {
+                self.hot.day - self.last_packed_day
+            };
+            let mut record = Vec::with_capacity(16);
+            self.hot.pack(delta, &mut record);
+            out.reserve_exact(record.len());
+            out.extend_from_slice(&record);
+            self.packed = out.into_boxed_slice();
+            self.last_packed_day = self.hot.day;
+            self.hot = DayBucket {
+                day,
+                ..DayBucket::default()
+            };
+            self.hot.add(event.kind, cents);
+        } else {
+            // Late into an older day: rare, so unpack, fold in and repack.
+            let mut all: Vec<DayBucket> = self.buckets().collect();
+            match all.binary_search_by_key(&day, |b| b.day) {
+                Ok(i) => all[i].add(event.kind, cents),
+                Err(i) => {
+                    let mut b = DayBucket {
+                        day,
+                        ..DayBucket::default()
+                    };
+                    b.add(event.kind, cents);
+                    all.insert(i, b);
+                }
             }
+            self.rebuild(&all);
         }
     }
 
-    /// Drops buckets that no window ending at `today` or later can contain.
-    pub fn prune(&mut self, today: u32) {
-        let oldest_kept = today.saturating_sub(MAX_WINDOW_DAYS - 1);
-        let stale = self
-            .buckets
-            .iter()
-            .take_while(|b| u32::from(b.day) < oldest_kept)
-            .count();
-        if stale > 0 {
-            self.buckets.drain(..stale);
-            self.buckets.shrink_to_fit();
+    /// Drops the buckets that no window of at most `keep_days` days ending at `today` or later
+    /// can contain.
+    pub fn prune(&mut self, today: u32, keep_days: u32) {
+        let oldest_kept = today.saturating_sub(keep_days.saturating_sub(1));
+        if !self.has_hot() {
+            return;
+        }
+        if u32::from(self.hot.day) < oldest_kept {
+            *self = DayWindows::default();
+            return;
+        }
+        if self.packed.is_empty() || u32::from(self.first_day) >= oldest_kept {
+            return;
+        }
+        // Cut at the first record still inside; rewrite its delta to 0 since it becomes first.
+        let cut = self.packed().find(|(_, b)| u32::from(b.day) >= oldest_kept);
+        match cut {
+            None => {
+                self.packed = Box::default();
+                self.first_day = 0;
+                self.last_packed_day = 0;
+            }
+            Some((start, bucket)) => {
+                let mut pos = start;
+                get_varint(&self.packed, &mut pos);
+                let mut out = Vec::with_capacity(1 + self.packed.len() - pos);
+                put_varint(&mut out, 0);
+                out.extend_from_slice(&self.packed[pos..]);
+                self.packed = out.into_boxed_slice();
+                self.first_day = bucket.day;
+            }
         }
     }
 
     /// Totals of the window of `days` days ending at (and including) `today`.
     pub fn totals(&self, today: u32, days: u32) -> WindowTotals {
-        let first = today.saturating_sub(days.saturating_sub(1));
-        let mut t = WindowTotals::default();
-        for b in self.buckets.iter().rev() {
-            let day = u32::from(b.day);
-            if day < first {
-                break;
-            }
-            if day <= today {
-                t.add(b);
-            }
-        }
+        let [t] = self.totals_nested(today, [days]);
         t
     }
 
-    /// Totals of several nested windows in one pass; `days` must be ascending.
+    /// Totals of several windows ending at `today` in one pass over the buckets.
     pub fn totals_nested<const N: usize>(&self, today: u32, days: [u32; N]) -> [WindowTotals; N] {
         let mut out = [WindowTotals::default(); N];
-        for b in self.buckets.iter().rev() {
+        for b in self.buckets() {
             let day = u32::from(b.day);
             if day > today {
                 continue;
             }
             let age = today - day;
-            let mut any = false;
             for (i, d) in days.iter().enumerate() {
                 if age < *d {
-                    out[i].add(b);
-                    any = true;
+                    out[i].add(&b);
                 }
-            }
-            if !any {
-                break;
             }
         }
         out
@@ -186,17 +382,17 @@ impl DayWindows {
 
     /// Number of active-day buckets held (memory accounting and tests).
     pub fn len(&self) -> usize {
-        self.buckets.len()
+        self.packed().count() + usize::from(self.has_hot())
     }
 
     /// Whether no bucket is held.
     pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
+        !self.has_hot()
     }
 
-    /// Heap bytes held by the buckets.
+    /// Heap bytes held by the packed days.
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * std::mem::size_of::<DayBucket>()
+        self.packed.len()
     }
 }
 
@@ -247,9 +443,48 @@ mod tests {
         for day in 0..200 {
             w.add(&ev(day, EventKind::Login, 0.0));
         }
-        w.prune(199);
+        w.prune(199, MAX_WINDOW_DAYS);
         assert_eq!(w.len(), MAX_WINDOW_DAYS as usize);
         assert_eq!(w.totals(199, 90).events, 90);
+        assert_eq!(w.buckets().next().map(|b| b.day), Some(110));
+        w.prune(400, MAX_WINDOW_DAYS);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn packing_is_lossless_and_small() {
+        let mut w = DayWindows::default();
+        let big = DayBucket {
+            day: 10,
+            events: 60_000,
+            spend_cents: u32::MAX,
+            page_views: 255,
+            logins: 1,
+            cart_adds: 2,
+            purchases: 3,
+            refunds: 4,
+            complaints: 5,
+            coupons: 6,
+            social: 7,
+        };
+        let small = DayBucket {
+            day: 11,
+            events: 2,
+            page_views: 2,
+            ..DayBucket::default()
+        };
+        let hot = DayBucket {
+            day: 300,
+            events: 1,
+            logins: 1,
+            ..DayBucket::default()
+        };
+        w.rebuild(&[big, small, hot]);
+        assert_eq!(w.buckets().collect::<Vec<_>>(), vec![big, small, hot]);
+        // A browsing day packs into four bytes: delta, mask, events, page views.
+        let mut out = Vec::new();
+        small.pack(1, &mut out);
+        assert_eq!(out.len(), 4);
     }
 
     proptest! {
@@ -275,6 +510,13 @@ mod tests {
             }
             let nested = w.totals_nested(today, [7, 30, 90]);
             prop_assert_eq!(nested, [w.totals(today, 7), w.totals(today, 30), w.totals(today, 90)]);
+            let days: Vec<u16> = w.buckets().map(|b| b.day).collect();
+            prop_assert!(days.windows(2).all(|p| p[0] < p[1]), "buckets ascending and unique");
+            // Pruning to the longest window changes no window that fits in it.
+            let mut pruned = w.clone();
+            pruned.prune(today, 90);
+            prop_assert_eq!(pruned.totals_nested(today, [7, 30, 90]), nested);
+            prop_assert!(pruned.buckets().all(|b| u32::from(b.day) + 90 > today));
         }
     }
 }

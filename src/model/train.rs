@@ -229,7 +229,7 @@ pub fn snapshots(events: &[Event], specs: &[SnapshotSpec], progress: bool) -> Ve
             let spec = specs[next];
             taken.push((spec, rows.len()));
             for (user, state, fv) in engine.snapshot(spec.cutoff) {
-                if spec.cutoff - state.last_activity <= spec.active_within {
+                if spec.cutoff - state.last_activity_ms() <= spec.active_within {
                     rows.push(Row {
                         cutoff: spec.cutoff,
                         horizon: spec.horizon,

@@ -9,17 +9,19 @@
 //! are still re-scored when nothing arrives. Timers are derived from state (each user's next
 //! check follows from their last activity), so a restored state re-creates them.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use ahash::AHashMap;
+use hashbrown::HashTable;
 
 use crate::alert::{self, AlertDecision, Reason, Trigger, WinbackAlert, ALERT_SCHEMA_VERSION};
 use crate::dedupe::Deduper;
 use crate::event::{Event, EventKind, RejectReason, Rejection};
-use crate::features::{FeatureVector, LifecycleConfig, Stage, UserState};
+use crate::features::{FeatureVector, LifecycleConfig, Stage, UserState, WindowTotals};
 use crate::model::Model;
 use crate::{Millis, DAY_MS};
+
+mod timers;
+use timers::TimerQueue;
 
 /// Tunables of the core, independent of where events come from.
 #[derive(Debug, Clone)]
@@ -34,6 +36,12 @@ pub struct EngineConfig {
     /// alert can thus come at most this share of the silence late, at ~25 scorings per 90 days
     /// instead of 90.
     pub rescore_growth: f64,
+    /// Periodic re-scoring of a silent user starts after this much silence. Before it, the
+    /// user's last event has just scored them, lifecycle thresholds and an overdue purchase cycle
+    /// still fire, and over churn horizons of months a few days of silence say little: starting
+    /// at once would re-score every user between ordinary visits (five timer scorings per event
+    /// on a typical stream, measured with the core benchmark).
+    pub rescore_after: Millis,
     /// Users silent for longer than this are evicted from memory.
     pub retention: Millis,
     /// Number of top reasons carried in an alert.
@@ -52,6 +60,7 @@ impl Default for EngineConfig {
             allowed_lateness: 3 * DAY_MS,
             rescore_interval: DAY_MS,
             rescore_growth: 0.15,
+            rescore_after: 7 * DAY_MS,
             retention: 400 * DAY_MS,
             top_reasons: 3,
             lifecycle: LifecycleConfig::default(),
@@ -94,21 +103,36 @@ pub struct EngineCounters {
     pub late_accepted: u64,
 }
 
+/// One tracked user. The id lives here only; the index holds slot numbers and hashes ids
+/// through the slots, so each id is stored once.
 struct Slot {
     user_id: Box<str>,
     state: UserState,
-    /// Current entry in the timer set, if any.
-    deadline: Option<Millis>,
+    /// The user's true next check (whole seconds since the epoch; 0 = none).
+    deadline: u32,
+    /// The earliest entry this slot has in the timer heap (0 = none). Timers are lazy: an event
+    /// that moves the deadline later only updates `deadline`; the queued entry fires, sees the
+    /// later deadline and re-queues itself. The heap is touched once per deadline, not per event.
+    queued: u32,
+}
+
+/// The whole second at or after `ts` (deadlines are evaluated on whole seconds).
+fn ceil_secs(ts: Millis) -> u32 {
+    u32::try_from(ts.div_euclid(1000) + i64::from(ts.rem_euclid(1000) != 0))
+        .unwrap_or(u32::MAX)
+        .max(1)
 }
 
 /// Per-user state, timers and scoring.
 pub struct Engine {
     config: EngineConfig,
     model: Option<Arc<Model>>,
-    index: AHashMap<Box<str>, u32>,
+    hasher: ahash::RandomState,
+    /// Slot numbers, found by hashing the user id held in the slot.
+    index: HashTable<u32>,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
-    timers: BTreeSet<(Millis, u32)>,
+    timers: TimerQueue,
     /// Event-time clock: never moves backwards.
     clock: Millis,
     counters: EngineCounters,
@@ -124,10 +148,11 @@ impl Engine {
     pub fn new(config: EngineConfig, model: Option<Arc<Model>>) -> Engine {
         Engine {
             model,
-            index: AHashMap::new(),
+            hasher: ahash::RandomState::new(),
+            index: HashTable::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            timers: BTreeSet::new(),
+            timers: TimerQueue::default(),
             clock: Millis::MIN,
             counters: EngineCounters::default(),
             dedupe: Deduper::new(config.dedupe_horizon),
@@ -167,14 +192,32 @@ impl Engine {
         self.index.len()
     }
 
+    /// Timer entries queued (one per tracked user plus superseded entries not yet popped):
+    /// memory accounting.
+    pub fn timers_queued(&self) -> usize {
+        self.timers.len()
+    }
+
     /// Eviction and erasure totals.
     pub fn counters(&self) -> EngineCounters {
         self.counters
     }
 
+    fn find(&self, user_id: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(user_id);
+        let slots = &self.slots;
+        self.index
+            .find(hash, |&i| {
+                slots[i as usize]
+                    .as_ref()
+                    .is_some_and(|s| &*s.user_id == user_id)
+            })
+            .copied()
+    }
+
     /// A user's state, if tracked.
     pub fn state(&self, user_id: &str) -> Option<&UserState> {
-        let idx = *self.index.get(user_id)?;
+        let idx = self.find(user_id)?;
         self.slots[idx as usize].as_ref().map(|s| &s.state)
     }
 
@@ -230,26 +273,29 @@ impl Engine {
         }
         let (idx, fresh) = self.slot_for(&event.user_id);
         let now = self.clock.max(event.ts);
-        let stage_before = self.slots[idx as usize]
-            .as_ref()
-            .map_or(0, |s| s.state.stage);
+        let at_risk_ms = (self.config.lifecycle.at_risk_days * DAY_MS as f64) as Millis;
         let slot = self.slots[idx as usize]
             .as_mut()
             .expect("slot_for returns a live slot");
+        let stage_before = slot.state.stage;
         if !fresh && matches!(event.kind, EventKind::Login | EventKind::Purchase) {
             let silence = event.ts.saturating_sub(slot.state.silence_start());
-            if silence as f64 >= self.config.lifecycle.at_risk_days * DAY_MS as f64 {
-                slot.state.returned_at = slot.state.returned_at.max(event.ts);
+            if silence >= at_risk_ms {
+                slot.state.returned_at = slot
+                    .state
+                    .returned_at
+                    .max(crate::features::Instant32::from_millis(event.ts));
             }
         }
         slot.state.apply(event);
         slot.state.prune(now);
+        let totals = slot.state.window_totals(now);
         if fresh {
-            let stage = slot.state.stage_at(&self.config.lifecycle, now);
+            let stage = slot.state.stage_with(&totals, &self.config.lifecycle, now);
             slot.state.stage = stage as u8;
             self.stage_counts[stage as usize] += 1;
         } else {
-            self.update_stage(idx, now);
+            self.update_stage(idx, &totals, now);
         }
         // Windows move by the day: a second scoring on the same day says little new, so events
         // score a user at most once per day (timers and stage changes still do).
@@ -257,7 +303,7 @@ impl Engine {
         let today = crate::features::window::day_of(now) as u16;
         let scored =
             if fresh || slot.state.last_scored_day != today || slot.state.stage != stage_before {
-                self.score(idx, now, Trigger::Event)
+                self.score(idx, &totals, now, Trigger::Event)
             } else {
                 None
             };
@@ -273,26 +319,34 @@ impl Engine {
             self.dedupe.prune(now);
         }
         let mut fired = 0;
-        while let Some(&(deadline, idx)) = self.timers.first() {
-            if deadline > self.clock {
-                break;
-            }
-            self.timers.pop_first();
+        let now_secs = u32::try_from(self.clock.div_euclid(1000).max(0)).unwrap_or(u32::MAX);
+        while let Some((due, idx)) = self.timers.pop_due(now_secs) {
             let Some(slot) = self.slots[idx as usize].as_mut() else {
-                continue;
+                continue; // the user was erased or evicted: a stale entry
             };
-            slot.deadline = None;
+            if slot.queued != due {
+                continue; // superseded by an earlier entry of the same slot
+            }
+            slot.queued = 0;
+            if slot.deadline > due {
+                // Events moved the deadline on since this entry was queued.
+                slot.queued = slot.deadline;
+                self.timers.push(slot.deadline, idx);
+                continue;
+            }
+            slot.deadline = 0;
             // Evaluate at the deadline, not at `now`: a long catch-up jump must give the same
             // decisions as a clock that ticked through every day.
-            let at = deadline;
-            if at - slot.state.last_activity > self.config.retention {
+            let at = Millis::from(due) * 1000;
+            if at - slot.state.last_activity_ms() > self.config.retention {
                 self.evict(idx);
                 continue;
             }
             slot.state.prune(at);
+            let totals = slot.state.window_totals(at);
             fired += 1;
-            self.update_stage(idx, at);
-            if let Some(s) = self.score(idx, at, Trigger::Timer) {
+            self.update_stage(idx, &totals, at);
+            if let Some(s) = self.score(idx, &totals, at, Trigger::Timer) {
                 out.push(s);
             }
             self.schedule(idx, at);
@@ -301,11 +355,11 @@ impl Engine {
     }
 
     /// Re-derives the user's lifecycle stage at `now`, recording a transition if it changed.
-    fn update_stage(&mut self, idx: u32, now: Millis) {
+    fn update_stage(&mut self, idx: u32, totals: &[WindowTotals; 3], now: Millis) {
         let Some(slot) = self.slots[idx as usize].as_mut() else {
             return;
         };
-        let stage = slot.state.stage_at(&self.config.lifecycle, now);
+        let stage = slot.state.stage_with(totals, &self.config.lifecycle, now);
         let before = Stage::from_u8(slot.state.stage);
         if stage != before {
             slot.state.stage = stage as u8;
@@ -316,10 +370,16 @@ impl Engine {
         }
     }
 
-    fn score(&mut self, idx: u32, now: Millis, trigger: Trigger) -> Option<Scored> {
+    fn score(
+        &mut self,
+        idx: u32,
+        totals: &[WindowTotals; 3],
+        now: Millis,
+        trigger: Trigger,
+    ) -> Option<Scored> {
         let model = self.model.clone()?;
         let slot = self.slots[idx as usize].as_mut()?;
-        let features = slot.state.features(now);
+        let features = slot.state.features_with(totals, now);
         let score = model.score(&features);
         slot.state.last_scored_day = crate::features::window::day_of(now) as u16;
         let decision = alert::decide(
@@ -359,12 +419,9 @@ impl Engine {
         let Some(slot) = self.slots[idx as usize].as_mut() else {
             return;
         };
-        if let Some(old) = slot.deadline.take() {
-            self.timers.remove(&(old, idx));
-        }
         let state = &slot.state;
-        let eviction = state
-            .last_activity
+        let last_activity = state.last_activity_ms();
+        let eviction = last_activity
             .saturating_add(self.config.retention)
             .saturating_add(1);
         let mut next = eviction;
@@ -378,55 +435,83 @@ impl Engine {
             next = next.min(d);
         }
         if self.model.is_some() && !state.alerted_this_episode() {
-            let silence = (now - state.last_activity).max(0) as f64;
+            let silence = (now - last_activity).max(0) as f64;
             let step = (silence * self.config.rescore_growth) as Millis;
-            next = next.min(now.saturating_add(step.max(self.config.rescore_interval)));
+            let periodic = now
+                .saturating_add(step.max(self.config.rescore_interval))
+                .max(last_activity.saturating_add(self.config.rescore_after));
+            next = next.min(periodic);
             if let Some(cycle) = state.purchase_cycle_days() {
-                let overdue = state.last_purchase
+                let overdue = state.last_purchase.millis()
                     + (cycle.max(1.0) * self.config.cycle_overdue_factor * DAY_MS as f64) as Millis;
                 if overdue > now {
                     next = next.min(overdue);
                 }
             }
         }
-        slot.deadline = Some(next);
-        self.timers.insert((next, idx));
+        let due = ceil_secs(next);
+        slot.deadline = due;
+        if slot.queued == 0 || due < slot.queued {
+            slot.queued = due;
+            self.timers.push(due, idx);
+        }
     }
 
     /// The user's slot, creating it if needed (`true` = newly created).
     fn slot_for(&mut self, user_id: &str) -> (u32, bool) {
-        if let Some(&idx) = self.index.get(user_id) {
+        let hash = self.hasher.hash_one(user_id);
+        let Engine {
+            index,
+            slots,
+            free,
+            hasher,
+            ..
+        } = self;
+        if let Some(&idx) = index.find(hash, |&i| {
+            slots[i as usize]
+                .as_ref()
+                .is_some_and(|s| &*s.user_id == user_id)
+        }) {
             return (idx, false);
         }
         let slot = Slot {
             user_id: user_id.into(),
             state: UserState::default(),
-            deadline: None,
+            deadline: 0,
+            queued: 0,
         };
-        let idx = match self.free.pop() {
+        let idx = match free.pop() {
             Some(i) => {
-                self.slots[i as usize] = Some(slot);
+                slots[i as usize] = Some(slot);
                 i
             }
             None => {
-                self.slots.push(Some(slot));
-                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 users per engine")
+                slots.push(Some(slot));
+                u32::try_from(slots.len() - 1).expect("fewer than 2^32 users per engine")
             }
         };
-        self.index.insert(user_id.into(), idx);
+        index.insert_unique(hash, idx, |&i| {
+            slots[i as usize]
+                .as_ref()
+                .map_or(0, |s| hasher.hash_one(&*s.user_id))
+        });
         (idx, true)
     }
 
     fn remove(&mut self, idx: u32) {
+        let Some(slot) = self.slots[idx as usize].as_ref() else {
+            return;
+        };
+        // The heap entry, if any, stays behind and is skipped when it comes up.
+        let hash = self.hasher.hash_one(&*slot.user_id);
+        if let Ok(entry) = self.index.find_entry(hash, |&i| i == idx) {
+            entry.remove();
+        }
         if let Some(slot) = self.slots[idx as usize].take() {
-            if let Some(d) = slot.deadline {
-                self.timers.remove(&(d, idx));
-            }
             if slot.state.has_activity() {
                 let stage = usize::from(slot.state.stage).min(5);
                 self.stage_counts[stage] = self.stage_counts[stage].saturating_sub(1);
             }
-            self.index.remove(&slot.user_id);
             self.free.push(idx);
         }
     }
@@ -438,8 +523,8 @@ impl Engine {
 
     /// Deletes everything known about a user (privacy erasure).
     pub fn erase(&mut self, user_id: &str) -> bool {
-        match self.index.get(user_id) {
-            Some(&idx) => {
+        match self.find(user_id) {
+            Some(idx) => {
                 self.remove(idx);
                 self.counters.erased += 1;
                 true
@@ -471,14 +556,14 @@ fn build_alert(
         .collect();
     WinbackAlert {
         schema_version: ALERT_SCHEMA_VERSION,
-        alert_id: alert::alert_id(user_id, model.version(), state.last_activity),
+        alert_id: alert::alert_id(user_id, model.version(), state.last_activity_ms()),
         user_id: user_id.to_string(),
         ts: alert::rfc3339(now),
         score: alert::round4(score),
         threshold: model.threshold(),
         model_version: model.version().to_string(),
         trigger,
-        last_activity_at: alert::rfc3339(state.last_activity),
+        last_activity_at: alert::rfc3339(state.last_activity_ms()),
         lifecycle_state: Stage::from_u8(state.stage),
         reasons: model
             .top_reasons(features, top_reasons)
