@@ -25,6 +25,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod model;
+pub mod policy;
 pub mod replay;
 pub mod synth;
 

@@ -18,6 +18,7 @@ use crate::dedupe::Deduper;
 use crate::event::{Event, EventKind, RejectReason, Rejection};
 use crate::features::{FeatureVector, LifecycleConfig, Stage, UserState, WindowTotals};
 use crate::model::Model;
+use crate::policy::{Policy, Segment};
 use crate::{Millis, DAY_MS};
 
 mod timers;
@@ -554,6 +555,25 @@ fn build_alert(
             Some((f.name.clone(), serde_json::json!(alert::round4(v))))
         })
         .collect();
+    // Placeholder until the policy is wired into the engine (issue 5): the embedded default.
+    static POLICY: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
+    let policy = POLICY.get_or_init(Policy::default_embedded);
+    let complaint_days = [policy.recent_complaint_days()];
+    let [recent] = state
+        .windows
+        .totals_nested(crate::features::window::day_of(now), complaint_days);
+    let segment = Segment {
+        stage: Stage::from_u8(state.stage),
+        tier: policy.value_tier(
+            features.get("spend_total").unwrap_or(0.0),
+            features.get("spend_90d").unwrap_or(0.0),
+        ),
+        // Banded as published (rounded), so the payload's score and band always agree.
+        band: policy.risk_band(alert::round4(score)),
+        recent_complaint: recent.complaints > 0,
+        tenure_days: features.get("tenure_days").unwrap_or(0.0),
+    };
+    let rule = policy.decide_action(&segment);
     WinbackAlert {
         schema_version: ALERT_SCHEMA_VERSION,
         alert_id: alert::alert_id(user_id, model.version(), state.last_activity_ms()),
@@ -565,6 +585,12 @@ fn build_alert(
         trigger,
         last_activity_at: alert::rfc3339(state.last_activity_ms()),
         lifecycle_state: Stage::from_u8(state.stage),
+        risk_band: segment.band,
+        value_tier: segment.tier,
+        recommended_action: rule.action.clone(),
+        channel: rule.channel.clone(),
+        experiment_arm: policy.experiment_arm(user_id),
+        expires_at: alert::rfc3339(now + i64::from(policy.expires_after_days()) * DAY_MS),
         reasons: model
             .top_reasons(features, top_reasons)
             .iter()

@@ -15,6 +15,7 @@
 #![allow(dead_code)]
 
 pub mod dashboards;
+pub mod schema;
 pub mod service;
 
 use std::collections::BTreeMap;
