@@ -199,6 +199,16 @@ fn main() {
         heap as f64 / (1024.0 * 1024.0),
         heap as f64 / tracked.max(1) as f64
     );
+    let parts: Vec<String> = engine
+        .memory_breakdown()
+        .iter()
+        .map(|(part, bytes)| format!("{part} {:.0}", *bytes as f64 / tracked.max(1) as f64))
+        .collect();
+    println!(
+        "  of which, bytes per user: {}; pending outcomes: {}",
+        parts.join(", "),
+        engine.outcomes_pending()
+    );
     let s = std::mem::size_of::<churnguard::features::UserState>();
     println!("  size_of UserState: {s} bytes");
 }

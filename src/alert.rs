@@ -177,6 +177,9 @@ pub enum AlertDecision {
     AlreadyAlerted,
     /// The user opted out of contact (still scored and counted).
     OptedOut,
+    /// The frequency cap of the user's segment holds the alert back (re-checked at the next
+    /// scoring, so a cap delays an alert rather than dropping the episode).
+    Suppressed(crate::policy::SuppressReason),
 }
 
 /// Decides whether a score becomes an alert.

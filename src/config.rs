@@ -11,6 +11,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::EngineConfig;
 use crate::features::lifecycle::{LifecycleConfig, LifecycleConfigError};
+use crate::policy::{Policy, PolicyError};
+
+/// Why the engine flags cannot be turned into a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleConfigError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
 use crate::{Millis, DAY_MS};
 
 /// churnguard: streaming churn-risk scoring and win-back alerts over Kafka.
@@ -73,6 +83,10 @@ pub struct KafkaArgs {
     /// Dead-letter topic for refused input (original bytes, reason in headers).
     #[arg(long, env = "CHURNGUARD_DLQ_TOPIC", default_value = "activity-dlq")]
     pub dlq_topic: String,
+    /// Topic for one outcome event per alert (won back or not within the policy's outcome
+    /// window); empty = not published (the win-back metrics are kept either way).
+    #[arg(long, env = "CHURNGUARD_OUTCOME_TOPIC", default_value = "")]
+    pub outcome_topic: String,
     /// Flush the producer and commit consumed offsets this often (milliseconds).
     #[arg(long, env = "CHURNGUARD_COMMIT_INTERVAL_MS", default_value_t = 2_000)]
     pub commit_interval_ms: u64,
@@ -142,11 +156,15 @@ pub struct EngineArgs {
     /// Days without login or purchase after which a user is `churned`.
     #[arg(long, env = "CHURNGUARD_CHURN_DAYS", default_value_t = 90.0)]
     pub churn_days: f64,
+    /// Win-back policy file (TOML: risk bands, value tiers, actions, caps, control group,
+    /// outcome window). Default: the embedded `deploy/policy/default.toml`.
+    #[arg(long, env = "CHURNGUARD_POLICY")]
+    pub policy: Option<PathBuf>,
 }
 
 impl EngineArgs {
     /// The engine configuration these flags describe, or why they are inconsistent.
-    pub fn engine_config(&self) -> Result<EngineConfig, LifecycleConfigError> {
+    pub fn engine_config(&self) -> Result<EngineConfig, ConfigError> {
         let lifecycle = LifecycleConfig {
             new_user_days: self.new_user_days,
             at_risk_days: self.at_risk_days,
@@ -156,7 +174,12 @@ impl EngineArgs {
             ..LifecycleConfig::default()
         };
         lifecycle.validate()?;
+        let policy = match &self.policy {
+            Some(path) => Policy::load(path)?,
+            None => Policy::default_embedded(),
+        };
         Ok(EngineConfig {
+            policy: std::sync::Arc::new(policy),
             allowed_lateness: hours(self.allowed_lateness_hours),
             rescore_interval: hours(self.rescore_interval_hours).max(60_000),
             rescore_after: (self.rescore_after_days.max(0.0) * DAY_MS as f64) as Millis,

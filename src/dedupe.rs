@@ -31,7 +31,7 @@ impl Deduper {
             bucket_width: (horizon / 8).max(1_000),
             buckets: VecDeque::new(),
             // Fixed keys: fingerprints must not depend on the process (restores, tests).
-            hasher: RandomState::with_seeds(0x5eed, 0xc0ff_ee, 0xdead_beef, 0x0ddba11),
+            hasher: RandomState::with_seeds(0x5eed, 0x00c0_ffee, 0xdead_beef, 0x00dd_ba11),
         }
     }
 

@@ -132,6 +132,7 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<
         input_topic: INPUT.into(),
         alert_topic: ALERTS.into(),
         dlq_topic: DLQ.into(),
+        outcome_topic: None,
         commit_interval: Duration::from_secs(2),
         session_timeout_ms: 6_000,
         kafka_options: Vec::new(),

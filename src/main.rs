@@ -106,6 +106,7 @@ async fn run(args: RunArgs) -> Result<()> {
         input_topic: args.kafka.input_topic.clone(),
         alert_topic: args.kafka.alert_topic.clone(),
         dlq_topic: args.kafka.dlq_topic.clone(),
+        outcome_topic: Some(args.kafka.outcome_topic.clone()).filter(|t| !t.is_empty()),
         commit_interval: Duration::from_millis(args.kafka.commit_interval_ms.max(100)),
         session_timeout_ms: args.kafka.session_timeout_ms,
         kafka_options,

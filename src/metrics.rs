@@ -10,8 +10,9 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::alert::Trigger;
+use crate::alert::{Outcome, Trigger};
 use crate::event::{EventKind, RejectReason};
+use crate::policy::{ExperimentArm, Policy, RiskBand, SuppressReason, ValueTier};
 
 /// The service's metrics, registered in their own registry.
 pub struct Metrics {
@@ -24,6 +25,8 @@ pub struct Metrics {
     pub dlq_published: IntCounter,
     pub alerts_published: IntCounterVec,
     pub alerts_suppressed: IntCounterVec,
+    pub winback_outcomes: IntCounterVec,
+    pub outcomes_pending: IntGauge,
     pub scores: IntCounterVec,
     pub score: Histogram,
     pub scoring_seconds: Histogram,
@@ -122,8 +125,17 @@ impl Metrics {
             dlq_published: counter("churnguard_dlq_published_total", "Messages handed to the dead-letter topic producer."),
             alerts_published: counter_vec(
                 "churnguard_alerts_published_total",
-                "Win-back alerts handed to the alert topic producer, by what triggered the scoring.",
-                &["trigger"],
+                "Win-back alerts handed to the producer, by what triggered the scoring, risk band, value tier, recommended action and experiment arm (control alerts included: they measure the uplift).",
+                &["trigger", "risk_band", "value_tier", "action", "arm"],
+            ),
+            winback_outcomes: counter_vec(
+                "churnguard_winback_outcomes_total",
+                "Alerts whose outcome window closed, by experiment arm and outcome (won_back = a login or purchase inside the window).",
+                &["arm", "outcome"],
+            ),
+            outcomes_pending: int_gauge(
+                "churnguard_outcomes_pending",
+                "Alerts whose outcome window is still open.",
             ),
             alerts_suppressed: counter_vec(
                 "churnguard_alerts_suppressed_total",
@@ -219,13 +231,22 @@ impl Metrics {
             m.events_rejected.with_label_values(&[r.as_str()]);
         }
         for t in [Trigger::Event, Trigger::Timer] {
-            m.alerts_published.with_label_values(&[t.as_str()]);
             m.scores.with_label_values(&[t.as_str()]);
         }
-        for r in ["already_alerted", "opted_out"] {
+        m.register_policy(&Policy::default_embedded());
+        for r in ["already_alerted", "opted_out"]
+            .into_iter()
+            .chain(SuppressReason::ALL.iter().map(|r| r.as_str()))
+        {
             m.alerts_suppressed.with_label_values(&[r]);
         }
-        for d in ["alert", "dlq"] {
+        for arm in ExperimentArm::ALL {
+            for o in [Outcome::WonBack, Outcome::NotReturned] {
+                m.winback_outcomes
+                    .with_label_values(&[arm.as_str(), o.as_str()]);
+            }
+        }
+        for d in ["alert", "dlq", "outcome"] {
             m.producer_delivery_errors.with_label_values(&[d]);
         }
         for r in ["ok", "error", "skipped"] {
@@ -239,6 +260,28 @@ impl Metrics {
             }
         }
         m
+    }
+
+    /// Pre-creates the alert series of every (trigger, band, tier, action, arm) the policy can
+    /// produce, so dashboards show zeros instead of gaps (at most 2 × 4 × 4 × rules × 2 series).
+    pub fn register_policy(&self, policy: &Policy) {
+        for t in [Trigger::Event, Trigger::Timer] {
+            for band in RiskBand::ALL {
+                for tier in ValueTier::ALL {
+                    for rule in policy.rules() {
+                        for arm in ExperimentArm::ALL {
+                            self.alerts_published.with_label_values(&[
+                                t.as_str(),
+                                band.as_str(),
+                                tier.as_str(),
+                                &rule.action,
+                                arm.as_str(),
+                            ]);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Marks `version` as the loaded model (and clears the previous one).

@@ -67,6 +67,7 @@ fn known_env() -> &'static Vec<String> {
 const ALERTS: &[&str] = &[
     "ChurnguardNoEvents",
     "ChurnguardDLQRateHigh",
+    "ChurnguardConsumerLagGrowing",
     "ChurnguardNotReady",
     "ChurnguardDeliveryErrors",
     "ChurnguardCommitErrors",
@@ -595,6 +596,7 @@ fn kubernetes_manifests() {
     let mut kinds = BTreeSet::new();
     let mut deployment = None;
     let mut configmap = None;
+    let mut policy = None;
     let mut hpa = None;
     for r in &resources {
         for doc in yaml_docs(&dir.join(r)) {
@@ -608,6 +610,9 @@ fn kubernetes_manifests() {
             );
             match kind.as_str() {
                 "Deployment" => deployment = Some(doc.clone()),
+                "ConfigMap" if doc["metadata"]["name"].as_str() == Some("churnguard-policy") => {
+                    policy = Some(doc.clone())
+                }
                 "ConfigMap" => configmap = Some(doc.clone()),
                 "HorizontalPodAutoscaler" => hpa = Some(doc.clone()),
                 _ => {}
@@ -628,6 +633,18 @@ fn kubernetes_manifests() {
 
     let cm = configmap.unwrap();
     assert_known_env(&env_keys(cm.get("data")), "configmap.yaml");
+
+    // The policy ConfigMap ships the documented default verbatim, and it is a valid policy.
+    let policy = policy.expect("a churnguard-policy ConfigMap");
+    let text = policy["data"]["policy.toml"]
+        .as_str()
+        .expect("policy.toml key");
+    assert_eq!(
+        text,
+        churnguard::policy::DEFAULT_POLICY_TOML,
+        "deploy/k8s/policy-configmap.yaml drifted from deploy/policy/default.toml"
+    );
+    churnguard::policy::Policy::parse("policy-configmap.yaml", text).expect("valid policy");
     let addr = cm["data"]["CHURNGUARD_METRICS_ADDR"]
         .as_str()
         .unwrap_or("0.0.0.0:9464");

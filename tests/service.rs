@@ -51,6 +51,8 @@ fn scripted_churners_get_exactly_one_alert_each_and_sigterm_exits_cleanly() {
     let mut users = BTreeSet::new();
     for (key, payload, headers) in &alerts {
         let a: serde_json::Value = serde_json::from_str(payload).expect("alert is JSON");
+        util::schema::validate_alert(&a)
+            .unwrap_or_else(|e| panic!("alert fails deploy/schemas/winback-alert.v1.json: {e}"));
         let user = a["user_id"].as_str().expect("user_id");
         assert_eq!(key, user, "alert keyed by user id");
         assert!(users.insert(user.to_string()), "two alerts for {user}");
@@ -284,6 +286,8 @@ fn sigkill_mid_stream_then_restart_processes_every_event_and_duplicate_alerts_sh
     let mut ids: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for (_, payload, _) in &alerts {
         let a: serde_json::Value = serde_json::from_str(payload).unwrap();
+        util::schema::validate_alert(&a)
+            .unwrap_or_else(|e| panic!("alert fails deploy/schemas/winback-alert.v1.json: {e}"));
         let episode = (
             a["user_id"].as_str().unwrap().to_string(),
             a["last_activity_at"].as_str().unwrap().to_string(),

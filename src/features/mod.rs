@@ -45,6 +45,29 @@ pub const FEATURE_NAMES: [&str; NUM_FEATURES] = [
     "recency_vs_cycle",
 ];
 
+const IDX_EVENTS_30D: usize = 1;
+const IDX_EVENTS_90D: usize = 2;
+const IDX_SPEND_30D: usize = 10;
+const IDX_SPEND_90D: usize = 11;
+const _: () = {
+    assert!(matches!(
+        FEATURE_NAMES[IDX_EVENTS_30D].as_bytes(),
+        b"events_30d"
+    ));
+    assert!(matches!(
+        FEATURE_NAMES[IDX_EVENTS_90D].as_bytes(),
+        b"events_90d"
+    ));
+    assert!(matches!(
+        FEATURE_NAMES[IDX_SPEND_30D].as_bytes(),
+        b"spend_30d"
+    ));
+    assert!(matches!(
+        FEATURE_NAMES[IDX_SPEND_90D].as_bytes(),
+        b"spend_90d"
+    ));
+};
+
 /// Number of features in a [`FeatureVector`].
 pub const NUM_FEATURES: usize = 27;
 
@@ -67,6 +90,32 @@ impl FeatureVector {
     /// Value of a feature by name (tests and explanations; the hot path uses indices).
     pub fn get(&self, name: &str) -> Option<f64> {
         Self::index_of(name).map(|i| self.values[i])
+    }
+
+    /// The range feature `i` can take at any instant between two snapshots `start` and `end`
+    /// (later) of a user who sends no event in between. Windows only lose days, recencies and
+    /// tenure only grow and lifetime totals stay put, so for those the two snapshots bound every
+    /// value in between; the trends move both ways as days cross from the 30-day window into the
+    /// prior 60 days and out, so they get bounds from their parts. Lets the engine prove that a
+    /// silent user cannot reach the alert threshold before some instant without scoring every
+    /// day on the way.
+    pub fn silent_range(i: usize, start: &FeatureVector, end: &FeatureVector) -> (f64, f64) {
+        let trend = |recent: usize, long: usize| {
+            // (recent + 1) / (prior / 2 + 1), recent in [end, start], prior in [0, long(start) − recent(end)].
+            let prior_max = (start.values[long] - end.values[recent]).max(0.0);
+            (
+                (end.values[recent] + 1.0) / (prior_max / 2.0 + 1.0),
+                start.values[recent] + 1.0,
+            )
+        };
+        match FEATURE_NAMES[i] {
+            "activity_trend" => trend(IDX_EVENTS_30D, IDX_EVENTS_90D),
+            "spend_trend" => trend(IDX_SPEND_30D, IDX_SPEND_90D),
+            _ => {
+                let (a, b) = (start.values[i], end.values[i]);
+                (a.min(b), a.max(b))
+            }
+        }
     }
 
     /// Name/value pairs, for payloads and replay output.

@@ -64,7 +64,7 @@ impl Instant32 {
 
 /// Per-user state: recent day buckets plus lifetime aggregates that no window can give
 /// (tenure, total spend, purchase cycle) and the alert bookkeeping for the current episode.
-/// 88 bytes inline plus the packed days (see [`DayWindows`]).
+/// 96 bytes inline plus the packed days (see [`DayWindows`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserState {
     pub windows: DayWindows,
@@ -87,6 +87,8 @@ pub struct UserState {
     pub stage: u8,
     /// Day (since the epoch) of the last scoring: events score a user at most once a day.
     pub last_scored_day: u16,
+    /// Days of the user's recent alerts, for frequency caps (durable with the rest).
+    pub caps: crate::policy::CapState,
 }
 
 impl UserState {

@@ -21,7 +21,7 @@ use crate::features::Stage;
 use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::{alert, Millis};
-use sink::{Sink, SinkError, SourceRef};
+use sink::{Sink, SinkError, SinkTopics, SourceRef};
 
 /// Everything the pipeline needs to run.
 #[derive(Clone)]
@@ -31,6 +31,8 @@ pub struct PipelineConfig {
     pub input_topic: String,
     pub alert_topic: String,
     pub dlq_topic: String,
+    /// Where outcome events go, if anywhere.
+    pub outcome_topic: Option<String>,
     pub commit_interval: Duration,
     pub session_timeout_ms: u64,
     pub kafka_options: Vec<(String, String)>,
@@ -111,8 +113,12 @@ pub async fn run(
 ) -> Result<PipelineReport, PipelineError> {
     let sink = Sink::new(
         &cfg.brokers,
-        &cfg.alert_topic,
-        &cfg.dlq_topic,
+        SinkTopics {
+            alerts: cfg.alert_topic.clone(),
+            dlq: cfg.dlq_topic.clone(),
+            control: cfg.engine.policy.control().topic.clone(),
+            outcomes: cfg.outcome_topic.clone(),
+        },
         &cfg.kafka_options,
         Arc::clone(&metrics),
     )?;
@@ -132,6 +138,7 @@ pub async fn run(
             source,
         })?;
     metrics.set_model(model.version(), &model.artifact().kind, model.threshold());
+    metrics.register_policy(&cfg.engine.policy);
     if let Some(auc) = model
         .artifact()
         .training
@@ -245,6 +252,7 @@ impl Pipeline<'_> {
                         if let Some(s) = scored {
                             self.publish(&s)?;
                         }
+                        self.publish_outcomes()?;
                     }
                 }
             }
@@ -303,7 +311,12 @@ impl Pipeline<'_> {
                 .alerts_suppressed
                 .with_label_values(&["opted_out"])
                 .inc(),
-            _ => {}
+            alert::AlertDecision::Suppressed(reason) => self
+                .metrics
+                .alerts_suppressed
+                .with_label_values(&[reason.as_str()])
+                .inc(),
+            alert::AlertDecision::Raise | alert::AlertDecision::BelowThreshold => {}
         }
         if let Some(a) = &s.alert {
             self.sink.alert(a)?;
@@ -314,11 +327,37 @@ impl Pipeline<'_> {
             }
             self.metrics
                 .alerts_published
-                .with_label_values(&[s.trigger.as_str()])
+                .with_label_values(&[
+                    s.trigger.as_str(),
+                    a.risk_band.as_str(),
+                    a.value_tier.as_str(),
+                    &a.recommended_action,
+                    a.experiment_arm.as_str(),
+                ])
                 .inc();
             tracing::info!(
                 alert_id = %a.alert_id, user_id = %a.user_id, score = a.score,
-                trigger = s.trigger.as_str(), last_activity_at = %a.last_activity_at, "win-back alert"
+                trigger = s.trigger.as_str(), risk_band = a.risk_band.as_str(),
+                action = %a.recommended_action, arm = a.experiment_arm.as_str(),
+                last_activity_at = %a.last_activity_at, "win-back alert"
+            );
+        }
+        Ok(())
+    }
+
+    /// Publishes (if an outcome topic is set) and counts the outcomes the engine decided.
+    fn publish_outcomes(&mut self) -> Result<(), PipelineError> {
+        let mut outcomes = Vec::new();
+        self.engine.drain_outcomes(&mut outcomes);
+        for o in &outcomes {
+            self.sink.outcome(o)?;
+            self.metrics
+                .winback_outcomes
+                .with_label_values(&[o.experiment_arm.as_str(), o.outcome.as_str()])
+                .inc();
+            tracing::info!(
+                alert_id = %o.alert_id, user_id = %o.user_id, arm = o.experiment_arm.as_str(),
+                outcome = o.outcome.as_str(), "win-back outcome"
             );
         }
         Ok(())
@@ -335,6 +374,7 @@ impl Pipeline<'_> {
         for s in &scored {
             self.publish(s)?;
         }
+        self.publish_outcomes()?;
         self.scored = scored;
         Ok(())
     }
@@ -372,6 +412,9 @@ impl Pipeline<'_> {
                 .set(n as i64);
         }
         self.metrics.users_tracked.set(self.engine.users() as i64);
+        self.metrics
+            .outcomes_pending
+            .set(self.engine.outcomes_pending() as i64);
         self.metrics
             .watermark_seconds
             .set(self.engine.clock() as f64 / 1000.0);

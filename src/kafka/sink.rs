@@ -15,9 +15,10 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
-use crate::alert::WinbackAlert;
+use crate::alert::{OutcomeEvent, WinbackAlert};
 use crate::event::Rejection;
 use crate::metrics::Metrics;
+use crate::policy::ExperimentArm;
 
 /// Where a produced message was going (delivery opaque, metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,7 @@ use crate::metrics::Metrics;
 pub enum Destination {
     Alert = 0,
     DeadLetter = 1,
+    Outcome = 2,
 }
 
 impl Destination {
@@ -32,6 +34,7 @@ impl Destination {
         match self {
             Destination::Alert => "alert",
             Destination::DeadLetter => "dlq",
+            Destination::Outcome => "outcome",
         }
     }
 }
@@ -49,10 +52,10 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         if let Err((err, _)) = result {
-            let dest = if opaque == Destination::DeadLetter as usize {
-                Destination::DeadLetter
-            } else {
-                Destination::Alert
+            let dest = match opaque {
+                o if o == Destination::DeadLetter as usize => Destination::DeadLetter,
+                o if o == Destination::Outcome as usize => Destination::Outcome,
+                _ => Destination::Alert,
             };
             self.failures.fetch_add(1, Ordering::Relaxed);
             self.metrics
@@ -75,12 +78,24 @@ pub enum SinkError {
     Encode(#[from] serde_json::Error),
 }
 
-/// The producer for alert and dead-letter topics.
+/// Where the sink writes.
+#[derive(Debug, Clone)]
+pub struct SinkTopics {
+    /// Win-back alerts (treatment, and control unless `control` is set).
+    pub alerts: String,
+    /// Refused input.
+    pub dlq: String,
+    /// Control-arm alerts, when they go to a topic of their own.
+    pub control: Option<String>,
+    /// Outcome events, when published at all.
+    pub outcomes: Option<String>,
+}
+
+/// The producer for alert, dead-letter and outcome topics.
 #[derive(Clone)]
 pub struct Sink {
     producer: ThreadedProducer<DeliveryContext>,
-    alert_topic: String,
-    dlq_topic: String,
+    topics: SinkTopics,
 }
 
 /// Source coordinates of a message, carried into the DLQ.
@@ -96,8 +111,7 @@ impl Sink {
     /// = 0 means no give-up, so a broker outage delays rather than loses).
     pub fn new(
         brokers: &str,
-        alert_topic: &str,
-        dlq_topic: &str,
+        topics: SinkTopics,
         extra: &[(String, String)],
         metrics: Arc<Metrics>,
     ) -> Result<Sink, SinkError> {
@@ -116,17 +130,55 @@ impl Sink {
                 failures: AtomicU64::new(0),
             })
             .map_err(SinkError::Create)?;
-        Ok(Sink {
-            producer,
-            alert_topic: alert_topic.into(),
-            dlq_topic: dlq_topic.into(),
-        })
+        Ok(Sink { producer, topics })
     }
 
-    /// Enqueues an alert keyed by user id, with schema version and alert id in headers.
+    /// Enqueues an alert keyed by user id, with schema version and alert id in headers; a
+    /// control-arm alert goes to the control topic when one is configured.
     pub fn alert(&self, alert: &WinbackAlert) -> Result<(), SinkError> {
+        let topic = match (&self.topics.control, alert.experiment_arm) {
+            (Some(control), ExperimentArm::Control) => control,
+            _ => &self.topics.alerts,
+        };
         let payload = serde_json::to_vec(alert)?;
-        let version = alert.schema_version.to_string();
+        self.keyed(
+            topic,
+            Destination::Alert,
+            &alert.user_id,
+            alert.schema_version,
+            &alert.alert_id,
+            &payload,
+        )
+    }
+
+    /// Enqueues an outcome event keyed by user id (a no-op without an outcome topic).
+    pub fn outcome(&self, outcome: &OutcomeEvent) -> Result<(), SinkError> {
+        let Some(topic) = &self.topics.outcomes else {
+            return Ok(());
+        };
+        let payload = serde_json::to_vec(outcome)?;
+        self.keyed(
+            topic,
+            Destination::Outcome,
+            &outcome.user_id,
+            outcome.schema_version,
+            &outcome.alert_id,
+            &payload,
+        )
+    }
+
+    /// A JSON record keyed by user id, with schema version and alert id in headers (what
+    /// subscribers dedupe and route on without parsing the payload).
+    fn keyed(
+        &self,
+        topic: &str,
+        destination: Destination,
+        user_id: &str,
+        schema_version: u32,
+        alert_id: &str,
+        payload: &[u8],
+    ) -> Result<(), SinkError> {
+        let version = schema_version.to_string();
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: "churnguard.schema_version",
@@ -134,11 +186,11 @@ impl Sink {
             })
             .insert(Header {
                 key: "churnguard.alert_id",
-                value: Some(alert.alert_id.as_bytes()),
+                value: Some(alert_id.as_bytes()),
             });
-        let record = BaseRecord::with_opaque_to(&self.alert_topic, Destination::Alert as usize)
-            .key(alert.user_id.as_bytes())
-            .payload(payload.as_slice())
+        let record = BaseRecord::with_opaque_to(topic, destination as usize)
+            .key(user_id.as_bytes())
+            .payload(payload)
             .headers(headers);
         self.send(record)
     }
@@ -174,7 +226,7 @@ impl Sink {
                 value: Some(offset.as_bytes()),
             });
         let mut record =
-            BaseRecord::with_opaque_to(&self.dlq_topic, Destination::DeadLetter as usize)
+            BaseRecord::with_opaque_to(&self.topics.dlq, Destination::DeadLetter as usize)
                 .payload(payload)
                 .headers(headers);
         if let Some(k) = source.key {

@@ -27,6 +27,7 @@ pub mod plots;
 pub mod train;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -86,6 +87,13 @@ pub enum Transform {
 }
 
 impl Transform {
+    /// Whether the transform never decreases (bounds over ranges of inputs rely on it).
+    fn is_monotone(self) -> bool {
+        match self {
+            Transform::Identity | Transform::Log1p => true,
+        }
+    }
+
     fn apply(self, x: f64) -> f64 {
         match self {
             Transform::Identity => x,
@@ -213,6 +221,7 @@ pub struct Model {
     indices: Vec<usize>,
     /// The trees of a `random_forest_regressor` (format 2); `None` for logistic regression.
     forest: Option<Forest>,
+    shared_version: Arc<str>,
 }
 
 /// Probabilities are clipped to this distance from 0 and 1 before taking log-odds.
@@ -318,6 +327,7 @@ impl Model {
             });
         }
         Ok(Model {
+            shared_version: Arc::from(artifact.version.as_str()),
             artifact,
             indices,
             forest,
@@ -331,7 +341,9 @@ impl Model {
 
     /// Writes this model (artifact and, for tree models, the forest) with its version filled in.
     pub fn save(&mut self, path: &Path) -> Result<(), ModelError> {
-        self.artifact.save_with(self.forest.as_ref(), path)
+        self.artifact.save_with(self.forest.as_ref(), path)?;
+        self.shared_version = Arc::from(self.artifact.version.as_str());
+        Ok(())
     }
 
     /// Standardised model inputs, in the artifact's feature order.
@@ -347,6 +359,11 @@ impl Model {
     /// Content-hash version of the artifact.
     pub fn version(&self) -> &str {
         &self.artifact.version
+    }
+
+    /// The version as a shared string, for records that outlive a scoring (pending outcomes).
+    pub fn shared_version(&self) -> Arc<str> {
+        Arc::clone(&self.shared_version)
     }
 
     /// Alert threshold on the probability.
@@ -370,6 +387,29 @@ impl Model {
             z += f.coef * (f.transform.apply(x.values[i]) - f.mean) / f.std;
         }
         z
+    }
+
+    /// An upper bound of the log-odds at every instant between two snapshots of a silent user
+    /// (see [`FeatureVector::silent_range`]): each term of a linear model is monotone in its
+    /// input, so its largest value over a range sits at one end. `None` for forests, whose
+    /// output has no such structure.
+    pub fn silent_logit_bound(&self, start: &FeatureVector, end: &FeatureVector) -> Option<f64> {
+        if self.forest.is_some()
+            || !self
+                .artifact
+                .features
+                .iter()
+                .all(|f| f.transform.is_monotone())
+        {
+            return None;
+        }
+        let mut z = self.artifact.intercept;
+        for (f, &i) in self.artifact.features.iter().zip(&self.indices) {
+            let (lo, hi) = FeatureVector::silent_range(i, start, end);
+            let term = |x: f64| f.coef * (f.transform.apply(x) - f.mean) / f.std;
+            z += term(lo).max(term(hi));
+        }
+        Some(z)
     }
 
     /// Churn probability in `[0, 1]`.

@@ -11,6 +11,9 @@ use plotters::prelude::*;
 
 use super::evaluate::{calibration, ranked, Scored};
 
+/// One line of a chart: legend label, colour, points.
+type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+
 type PlotResult<T> = Result<T, String>;
 
 fn err<E: std::fmt::Display>(e: E) -> String {
@@ -91,7 +94,7 @@ fn line_chart(
     x_desc: &str,
     y_desc: &str,
     y_max: f64,
-    series: &[(&str, RGBColor, Vec<(f64, f64)>)],
+    series: &[Series<'_>],
 ) -> PlotResult<()> {
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
