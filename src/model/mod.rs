@@ -24,6 +24,7 @@ pub mod evaluate;
 pub mod forest;
 pub mod metrics;
 pub mod plots;
+pub mod reload;
 pub mod train;
 
 use std::path::Path;
@@ -210,12 +211,19 @@ impl Model {
     /// Loads and validates an artifact from disk.
     pub fn load(path: &Path) -> Result<Model, ModelError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Read {
+        let text = std::fs::read(path).map_err(|source| ModelError::Read {
             path: p.clone(),
             source,
         })?;
+        Model::from_json(&text, &p)
+    }
+
+    /// Parses and validates an artifact from the bytes of a model file (`origin` names it in
+    /// errors). Hot reload uses this so the bytes it fingerprinted are exactly the bytes it loads.
+    pub fn from_json(text: &[u8], origin: &str) -> Result<Model, ModelError> {
+        let p = origin.to_string();
         let mut value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|source| ModelError::Parse {
+            serde_json::from_slice(text).map_err(|source| ModelError::Parse {
                 path: p.clone(),
                 source,
             })?;
