@@ -185,6 +185,11 @@ pub struct RunArgs {
     /// Model artifact to score with.
     #[arg(long, env = "CHURNGUARD_MODEL", default_value = "models/churn-lr.json")]
     pub model: PathBuf,
+    /// Check the model file for changes this often and reload it (seconds; 0 = only on
+    /// SIGHUP). A changed time, size or content hash triggers a reload; an invalid artifact is
+    /// refused and the loaded model stays.
+    #[arg(long, env = "CHURNGUARD_MODEL_POLL_SECS", default_value_t = 10)]
+    pub model_poll_secs: u64,
     /// On SIGTERM/SIGINT, give up flushing and committing after this many seconds.
     #[arg(long, env = "CHURNGUARD_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
