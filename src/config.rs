@@ -279,6 +279,10 @@ pub struct TrainArgs {
     /// L2 regularisation strength (lr).
     #[arg(long, default_value_t = 1.0)]
     pub alpha: f64,
+    /// Spline knots per feature (lr; 0 = linear): hinge terms at training quantiles, stored
+    /// in the artifact so serving applies the same curve.
+    #[arg(long, default_value_t = 0)]
+    pub spline_knots: usize,
     /// Trees in the forest.
     #[arg(long, default_value_t = 100)]
     pub trees: usize,

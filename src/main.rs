@@ -241,6 +241,7 @@ fn train_cmd(args: &TrainArgs) -> Result<()> {
             .map_err(msg)?,
         features: (!args.features.is_empty()).then(|| args.features.clone()),
         kind,
+        spline_knots: args.spline_knots,
         threshold: match args.alert_budget {
             Some(pct) if pct > 0.0 && pct <= 100.0 => {
                 train::ThresholdObjective::AlertBudget { pct }
