@@ -213,6 +213,11 @@ pub struct RunArgs {
     /// Model artifact to score with.
     #[arg(long, env = "CHURNGUARD_MODEL", default_value = "models/churn-lr.json")]
     pub model: PathBuf,
+    /// Check the model file for changes this often and reload it (seconds; 0 = only on
+    /// SIGHUP). A changed time, size or content hash triggers a reload; an invalid artifact is
+    /// refused and the loaded model stays.
+    #[arg(long, env = "CHURNGUARD_MODEL_POLL_SECS", default_value_t = 10)]
+    pub model_poll_secs: u64,
     /// On SIGTERM/SIGINT, give up flushing and committing after this many seconds.
     #[arg(long, env = "CHURNGUARD_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
@@ -302,6 +307,10 @@ pub struct TrainArgs {
     /// L2 regularisation strength (lr).
     #[arg(long, default_value_t = 1.0)]
     pub alpha: f64,
+    /// Spline knots per feature (lr; 0 = linear): hinge terms at training quantiles, stored
+    /// in the artifact so serving applies the same curve.
+    #[arg(long, default_value_t = 0)]
+    pub spline_knots: usize,
     /// Trees in the forest.
     #[arg(long, default_value_t = 100)]
     pub trees: usize,

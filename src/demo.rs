@@ -141,9 +141,11 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<
         shutdown_timeout: Duration::from_secs(10),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The demo serves one model: no reload watcher, so the sender is dropped at once.
+    let (_, models) = watch::channel(Arc::clone(&model));
     let pipeline = tokio::spawn(kafka::run(
         cfg,
-        Arc::clone(&model),
+        models,
         Arc::clone(&metrics),
         ready,
         stop_rx,

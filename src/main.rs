@@ -19,7 +19,7 @@ use churnguard::engine::Engine;
 use churnguard::http::{self, HttpState};
 use churnguard::kafka::{self, parse_kafka_options, PipelineConfig};
 use churnguard::metrics::Metrics;
-use churnguard::model::{train, Model};
+use churnguard::model::{reload, train, Model};
 use churnguard::{event, replay, synth, DAY_MS};
 
 fn main() -> Result<()> {
@@ -86,8 +86,14 @@ fn shutdown_signal() -> watch::Receiver<bool> {
 }
 
 async fn run(args: RunArgs) -> Result<()> {
-    let model = Arc::new(Model::load(&args.model).context("cannot load the model")?);
     let metrics = Arc::new(Metrics::new());
+    // Loads and validates the startup model, and listens for SIGHUP before /healthz answers.
+    let (models, watcher) = reload::start(
+        &args.model,
+        Duration::from_secs(args.model_poll_secs),
+        Arc::clone(&metrics),
+    )
+    .context("cannot load the model or watch it for reloads")?;
     let ready = Arc::new(AtomicBool::new(false));
     let server = http::serve(
         args.metrics_addr,
@@ -114,7 +120,8 @@ async fn run(args: RunArgs) -> Result<()> {
         max_future_skew: args.engine.max_future_skew(),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
     };
-    let report = kafka::run(cfg, model, metrics, ready, shutdown_signal()).await?;
+    let report = kafka::run(cfg, models, metrics, ready, shutdown_signal()).await?;
+    watcher.abort();
     server.task.abort();
     tracing::info!(
         messages = report.messages,
@@ -235,6 +242,7 @@ fn train_cmd(args: &TrainArgs) -> Result<()> {
             .map_err(msg)?,
         features: (!args.features.is_empty()).then(|| args.features.clone()),
         kind,
+        spline_knots: args.spline_knots,
         threshold: match args.alert_budget {
             Some(pct) if pct > 0.0 && pct <= 100.0 => {
                 train::ThresholdObjective::AlertBudget { pct }

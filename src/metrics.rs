@@ -20,6 +20,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub model_info: IntGaugeVec,
     pub model_threshold: Gauge,
+    /// Hot reloads of the model file (SIGHUP or file change), by result (ok, error).
+    pub model_reloads: IntCounterVec,
     pub events_consumed: IntCounterVec,
     pub events_rejected: IntCounterVec,
     pub dlq_published: IntCounter,
@@ -112,6 +114,11 @@ impl Metrics {
                 &["model_version", "kind"],
             ),
             model_threshold: gauge("churnguard_model_threshold", "Alert threshold of the loaded model (probability)."),
+            model_reloads: counter_vec(
+                "churnguard_model_reloads_total",
+                "Model file reloads (SIGHUP or file change), by result; on error the loaded model stays.",
+                &["result"],
+            ),
             events_consumed: counter_vec(
                 "churnguard_events_consumed_total",
                 "Valid events folded into user state, by event type.",
@@ -251,6 +258,9 @@ impl Metrics {
         }
         for r in ["ok", "error", "skipped"] {
             m.commits.with_label_values(&[r]);
+        }
+        for r in ["ok", "error"] {
+            m.model_reloads.with_label_values(&[r]);
         }
         for s in crate::features::Stage::ALL {
             m.users_by_stage.with_label_values(&[s.as_str()]).set(0);

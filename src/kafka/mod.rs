@@ -103,10 +103,28 @@ struct Pipeline<'a> {
     scored: Vec<Scored>,
 }
 
+/// Publishes the loaded model's identity in the metrics: version and kind (`model_info`),
+/// threshold, and the validation AUC recorded at training time.
+fn export_model(metrics: &Metrics, model: &Model) {
+    metrics.set_model(model.version(), &model.artifact().kind, model.threshold());
+    if let Some(auc) = model
+        .artifact()
+        .training
+        .pointer("/metrics/validation/roc_auc")
+        .and_then(|v| v.as_f64())
+    {
+        metrics.model_training_auc.set(auc);
+    }
+}
+
 /// Runs the service until `shutdown` turns true, then flushes, commits and returns.
+///
+/// `models` carries the model to score with; when a new one is published (hot reload, see
+/// [`crate::model::reload`]) the loop swaps it into the engine between two messages, so user
+/// state is kept and no event is skipped. A closed channel just means no more reloads.
 pub async fn run(
     cfg: PipelineConfig,
-    model: Arc<Model>,
+    mut models: watch::Receiver<Arc<Model>>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
@@ -137,16 +155,9 @@ pub async fn run(
             topic: cfg.input_topic.clone(),
             source,
         })?;
-    metrics.set_model(model.version(), &model.artifact().kind, model.threshold());
+    let model = Arc::clone(&models.borrow_and_update());
+    export_model(&metrics, &model);
     metrics.register_policy(&cfg.engine.policy);
-    if let Some(auc) = model
-        .artifact()
-        .training
-        .pointer("/metrics/validation/roc_auc")
-        .and_then(|v| v.as_f64())
-    {
-        metrics.model_training_auc.set(auc);
-    }
     tracing::info!(
         brokers = %cfg.brokers, group = %cfg.group, input = %cfg.input_topic,
         alerts = %cfg.alert_topic, dlq = %cfg.dlq_topic, model = model.version(), "pipeline started"
@@ -172,10 +183,19 @@ pub async fn run(
     let mut commit = tokio::time::interval(cfg.commit_interval);
     commit.tick().await;
     let consumer = Arc::clone(&p.consumer);
+    let mut reloads_open = true;
     let outcome = loop {
         tokio::select! {
             biased;
             _ = shutdown.changed() => break Ok(()),
+            // Before `recv`: under a steady stream a new model must not wait behind messages.
+            changed = models.changed(), if reloads_open => match changed {
+                Ok(()) => {
+                    let model = Arc::clone(&models.borrow_and_update());
+                    p.set_model(model);
+                }
+                Err(_) => reloads_open = false,
+            },
             msg = consumer.recv() => match msg {
                 Ok(m) => {
                     if let Err(e) = p.handle(&m) {
@@ -188,7 +208,7 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             },
-                        _ = tick.tick() => {
+            _ = tick.tick() => {
                 p.refresh_progress();
                 p.export_engine_stats();
                 if let Err(e) = p.advance_clock() {
@@ -217,6 +237,19 @@ pub async fn run(
 }
 
 impl Pipeline<'_> {
+    /// Swaps in a reloaded model: user state, timers and episodes are untouched; the next score
+    /// (event or timer) uses the new model.
+    fn set_model(&mut self, model: Arc<Model>) {
+        let previous = self
+            .engine
+            .model()
+            .map(|m| m.version().to_string())
+            .unwrap_or_default();
+        export_model(&self.metrics, &model);
+        tracing::info!(previous_version = %previous, version = model.version(), "pipeline scores with the reloaded model");
+        self.engine.set_model(Some(model));
+    }
+
     fn handle(&mut self, m: &BorrowedMessage<'_>) -> Result<(), PipelineError> {
         let started = Instant::now();
         self.report.messages += 1;

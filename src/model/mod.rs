@@ -24,6 +24,7 @@ pub mod evaluate;
 pub mod forest;
 pub mod metrics;
 pub mod plots;
+pub mod reload;
 pub mod train;
 
 use std::path::Path;
@@ -78,26 +79,61 @@ pub enum ModelError {
 }
 
 /// How a raw feature value is transformed before standardisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The hinge variants are the basis terms of a linear spline: a feature listed once with
+/// `log1p` and again with `log1p_hinge` at a few knots lets a logistic regression bend its
+/// response (e.g. risk that rises steeply with the first weeks of silence, then flattens).
+/// They live in the artifact, so serving applies exactly the spline training fitted.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Transform {
     Identity,
     /// `ln(1 + max(x, 0))`: tames heavy-tailed counts and spend.
     Log1p,
+    /// `max(0, x − knot)`: a spline term on the raw scale.
+    Hinge {
+        knot: f64,
+    },
+    /// `max(0, ln(1 + max(x, 0)) − knot)`: a spline term on the log scale.
+    Log1pHinge {
+        knot: f64,
+    },
 }
 
 impl Transform {
-    /// Whether the transform never decreases (bounds over ranges of inputs rely on it).
+    /// Whether the transform never decreases (bounds over ranges of inputs rely on it): every
+    /// transform here is a non-decreasing function of its input.
     fn is_monotone(self) -> bool {
         match self {
-            Transform::Identity | Transform::Log1p => true,
+            Transform::Identity
+            | Transform::Log1p
+            | Transform::Hinge { .. }
+            | Transform::Log1pHinge { .. } => true,
         }
     }
 
-    fn apply(self, x: f64) -> f64 {
+    /// The transformed value (training and serving share this).
+    pub fn apply(self, x: f64) -> f64 {
         match self {
             Transform::Identity => x,
             Transform::Log1p => log1p_nonneg(x),
+            Transform::Hinge { knot } => (x - knot).max(0.0),
+            Transform::Log1pHinge { knot } => (log1p_nonneg(x) - knot).max(0.0),
+        }
+    }
+
+    /// The hinge term of this transform's scale at `knot` (spline basis).
+    pub fn hinge(self, knot: f64) -> Transform {
+        match self {
+            Transform::Log1p | Transform::Log1pHinge { .. } => Transform::Log1pHinge { knot },
+            Transform::Identity | Transform::Hinge { .. } => Transform::Hinge { knot },
+        }
+    }
+
+    fn is_finite(self) -> bool {
+        match self {
+            Transform::Identity | Transform::Log1p => true,
+            Transform::Hinge { knot } | Transform::Log1pHinge { knot } => knot.is_finite(),
         }
     }
 }
@@ -236,12 +272,19 @@ impl Model {
     /// Loads and validates an artifact from disk.
     pub fn load(path: &Path) -> Result<Model, ModelError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Read {
+        let text = std::fs::read(path).map_err(|source| ModelError::Read {
             path: p.clone(),
             source,
         })?;
+        Model::from_json(&text, &p)
+    }
+
+    /// Parses and validates an artifact from the bytes of a model file (`origin` names it in
+    /// errors). Hot reload uses this so the bytes it fingerprinted are exactly the bytes it loads.
+    pub fn from_json(text: &[u8], origin: &str) -> Result<Model, ModelError> {
+        let p = origin.to_string();
         let mut value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|source| ModelError::Parse {
+            serde_json::from_slice(text).map_err(|source| ModelError::Parse {
                 path: p.clone(),
                 source,
             })?;
@@ -306,7 +349,12 @@ impl Model {
                     name: f.name.clone(),
                     known: FEATURE_NAMES.join(", "),
                 })?;
-            if !(f.std.is_finite() && f.std > 0.0 && f.mean.is_finite() && f.coef.is_finite()) {
+            if !(f.std.is_finite()
+                && f.std > 0.0
+                && f.mean.is_finite()
+                && f.coef.is_finite()
+                && f.transform.is_finite())
+            {
                 return Err(ModelError::Inconsistent {
                     path: origin.into(),
                     detail: format!(
@@ -446,16 +494,18 @@ impl Model {
                 .map(|(f, &i)| f.coef * (f.transform.apply(x.values[i]) - f.mean) / f.std)
                 .collect(),
         };
-        let mut all: Vec<Contribution> = self
-            .indices
-            .iter()
-            .zip(contributions)
-            .map(|(&i, contribution)| Contribution {
-                feature: FEATURE_NAMES[i],
-                value: x.values[i],
-                contribution,
-            })
-            .collect();
+        // A feature with spline terms appears several times: its contribution is their sum.
+        let mut all: Vec<Contribution> = Vec::with_capacity(self.indices.len());
+        for (&i, contribution) in self.indices.iter().zip(contributions) {
+            match all.iter_mut().find(|c| c.feature == FEATURE_NAMES[i]) {
+                Some(c) => c.contribution += contribution,
+                None => all.push(Contribution {
+                    feature: FEATURE_NAMES[i],
+                    value: x.values[i],
+                    contribution,
+                }),
+            }
+        }
         all.sort_by(|a, b| b.contribution.total_cmp(&a.contribution));
         all.truncate(k);
         all
@@ -558,6 +608,36 @@ mod tests {
             Model::from_artifact(a, "x").is_err(),
             "a forest kind needs trees"
         );
+    }
+
+    #[test]
+    fn spline_terms_round_trip_and_explain_as_one_feature() {
+        let mut a = artifact();
+        let mut hinge = a.features[0].clone();
+        hinge.transform = Transform::Identity.hinge(20.0);
+        hinge.mean = 0.0;
+        hinge.std = 1.0;
+        hinge.coef = -0.1;
+        a.features.push(hinge);
+        let text = serde_json::to_string(&a).unwrap();
+        assert!(text.contains(r#"{"hinge":{"knot":20.0}}"#), "{text}");
+        let m = Model::from_json(text.as_bytes(), "test").unwrap();
+        let mut x = FeatureVector {
+            values: [0.0; crate::features::NUM_FEATURES],
+        };
+        x.values[FeatureVector::index_of("days_since_last_activity").unwrap()] = 30.0;
+        // z = -1 + 2 * (30 - 10) / 5 - 0.1 * max(0, 30 - 20) = 6
+        assert!((m.logit(&x) - 6.0).abs() < 1e-12);
+        let reasons = m.top_reasons(&x, 5);
+        assert_eq!(reasons.len(), 1, "both terms explain one feature");
+        assert!((reasons[0].contribution - 7.0).abs() < 1e-12);
+        assert_eq!(Transform::Log1p.hinge(1.0).apply(0.0), 0.0);
+        assert!(
+            (Transform::Log1pHinge { knot: 1.0 }.apply(9.0) - (10f64.ln() - 1.0)).abs() < 1e-12
+        );
+        let mut bad = artifact();
+        bad.features[0].transform = Transform::Hinge { knot: f64::NAN };
+        assert!(Model::from_artifact(bad, "x").is_err());
     }
 
     #[test]

@@ -128,6 +128,10 @@ pub struct TrainConfig {
     /// Restrict the model to these features (in [`FEATURE_NAMES`] order); `None` = all.
     pub features: Option<Vec<String>>,
     pub kind: ModelKind,
+    /// Logistic regression only: spline knots per feature (0 = linear in the transformed
+    /// feature). Each feature gets this many hinge terms at quantiles of its training values,
+    /// stored in the artifact as `hinge`/`log1p_hinge` transforms.
+    pub spline_knots: usize,
     pub threshold: ThresholdObjective,
     /// Show a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
@@ -144,6 +148,7 @@ impl Default for TrainConfig {
             active_within: None,
             features: None,
             kind: ModelKind::LogisticRegression { alpha: 1.0 },
+            spline_knots: 0,
             threshold: ThresholdObjective::MaxF1,
             progress: false,
         }
@@ -307,6 +312,62 @@ fn transform_for(name: &str) -> Transform {
     }
 }
 
+/// Adds, after each feature, up to `knots` hinge terms at the quantiles `j / (knots + 1)` of its
+/// transformed training values (a linear spline); knots that coincide or leave a constant term
+/// are skipped. Each term is standardised with training statistics like any feature.
+fn with_spline_terms(
+    features: Vec<(usize, ModelFeature)>,
+    rows: &[&Row],
+    knots: usize,
+) -> Vec<(usize, ModelFeature)> {
+    let mut out = Vec::with_capacity(features.len() * (knots + 1));
+    for (i, f) in features {
+        let mut values: Vec<f64> = rows
+            .iter()
+            .map(|r| f.transform.apply(r.features.values[i]))
+            .collect();
+        values.sort_by(f64::total_cmp);
+        let mut placed: Vec<f64> = Vec::new();
+        for j in 1..=knots {
+            let q = values[(values.len() * j / (knots + 1)).min(values.len() - 1)];
+            if placed.iter().any(|k| (k - q).abs() < 1e-9) {
+                continue;
+            }
+            placed.push(q);
+        }
+        let base = f.transform;
+        out.push((i, f.clone()));
+        for knot in placed {
+            let t = base.hinge(knot);
+            let n = values.len() as f64;
+            let mean = values.iter().map(|&v| base_hinge(v, knot)).sum::<f64>() / n;
+            let var = values
+                .iter()
+                .map(|&v| (base_hinge(v, knot) - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            if var.sqrt() > 1e-6 {
+                out.push((
+                    i,
+                    ModelFeature {
+                        name: f.name.clone(),
+                        transform: t,
+                        mean,
+                        std: var.sqrt(),
+                        coef: 0.0,
+                    },
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A hinge on an already-transformed value.
+fn base_hinge(transformed: f64, knot: f64) -> f64 {
+    (transformed - knot).max(0.0)
+}
+
 /// The end of the data's label coverage: the end of the UTC day of the last event (sources with
 /// day resolution, like CDNOW, cover the whole of their last day).
 pub fn data_end(last: Millis) -> Millis {
@@ -448,12 +509,15 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
             dropped.push(name);
         }
     }
+    if cfg.spline_knots > 0 && matches!(cfg.kind, ModelKind::LogisticRegression { .. }) {
+        features = with_spline_terms(features, &train_rows, cfg.spline_knots);
+    }
     let matrix = |rs: &[&Row]| -> Vec<Vec<f64>> {
         rs.iter()
             .map(|r| {
                 features
                     .iter()
-                    .map(|(i, f)| (transformed(r, *i) - f.mean) / f.std)
+                    .map(|(i, f)| (f.transform.apply(r.features.values[*i]) - f.mean) / f.std)
                     .collect()
             })
             .collect()
@@ -504,7 +568,11 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
             });
             (
                 None,
-                json!({ "alpha": alpha, "solver": "smartcore LogisticRegression (L-BFGS)" }),
+                json!({
+                    "alpha": alpha,
+                    "spline_knots": cfg.spline_knots,
+                    "solver": "smartcore LogisticRegression (L-BFGS)",
+                }),
             )
         }
         ModelKind::RandomForest(p) => {

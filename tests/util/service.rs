@@ -54,6 +54,16 @@ impl Service {
     }
 
     pub fn start_with(bootstrap: &str, t: &Topics, extra: &[&str]) -> Service {
+        Service::start_with_model(bootstrap, t, std::path::Path::new(MODEL), extra)
+    }
+
+    /// Like [`Service::start_with`], scoring with the model file at `model`.
+    pub fn start_with_model(
+        bootstrap: &str,
+        t: &Topics,
+        model: &std::path::Path,
+        extra: &[&str],
+    ) -> Service {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("churnguard.log");
         let port = free_port();
@@ -68,12 +78,8 @@ impl Service {
                 "--dlq-topic",
                 &t.dlq,
             ])
-            .args([
-                "--metrics-addr",
-                &format!("127.0.0.1:{port}"),
-                "--model",
-                MODEL,
-            ])
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--model"])
+            .arg(model)
             .args(extra)
             // Defaults by environment, as a deployment would set them; flags in `extra` win.
             .env("CHURNGUARD_SESSION_TIMEOUT_MS", "6000")
@@ -125,6 +131,15 @@ impl Service {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Sends SIGHUP (model reload).
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(status.success());
     }
 
     /// SIGTERM, then wait for exit.
