@@ -110,6 +110,7 @@ fn main() {
     let (mut alerts, mut rejected, mut done) = (0usize, 0usize, 0usize);
     let (mut timer_scorings, mut event_scorings) = (0usize, 0usize);
     let mut out = Vec::new();
+    let mut outcomes = Vec::new();
     while done < events {
         let n = batch.min(events - done);
         let payloads: Vec<String> = (0..n)
@@ -163,6 +164,9 @@ fn main() {
                         Ok(_) => {}
                         Err(_) => rejected += 1,
                     }
+                    // The pipeline publishes outcome events as they come; so does the bench.
+                    engine.drain_outcomes(&mut outcomes);
+                    outcomes.clear();
                 }
                 Err(_) => rejected += 1,
             }
