@@ -5,6 +5,7 @@
 //! contains: the same state yields different 7-day counts a week later, which is exactly what
 //! scoring a silent user needs.
 
+pub mod codec;
 pub mod lifecycle;
 mod state;
 pub mod window;

@@ -380,6 +380,46 @@ impl DayWindows {
         out
     }
 
+    /// The raw parts, for persistence: the latest day, the packed older days and the day of the
+    /// first packed record.
+    pub fn to_parts(&self) -> (DayBucket, &[u8], u16) {
+        (self.hot, &self.packed, self.first_day)
+    }
+
+    /// Rebuilds windows from [`Self::to_parts`], checking that the packed records decode to
+    /// ascending days before the latest one (persisted bytes are input like any other).
+    pub fn from_parts(hot: DayBucket, packed: &[u8], first_day: u16) -> Result<DayWindows, String> {
+        let mut w = DayWindows {
+            packed: packed.into(),
+            hot,
+            first_day,
+            last_packed_day: first_day,
+        };
+        let mut prev: Option<u16> = None;
+        let mut end = 0;
+        let mut it = w.packed();
+        while let Some((_, b)) = it.next() {
+            if prev.is_some_and(|p| b.day <= p) {
+                return Err(format!("packed days not ascending at day {}", b.day));
+            }
+            if b.events == 0 {
+                return Err(format!("packed day {} holds no event", b.day));
+            }
+            prev = Some(b.day);
+            end = it.pos;
+        }
+        if end != packed.len() {
+            return Err("packed days end inside a record".into());
+        }
+        if let Some(last) = prev {
+            if w.hot.events == 0 || w.hot.day <= last {
+                return Err("the latest day must follow the packed days".into());
+            }
+            w.last_packed_day = last;
+        }
+        Ok(w)
+    }
+
     /// Number of active-day buckets held (memory accounting and tests).
     pub fn len(&self) -> usize {
         self.packed().count() + usize::from(self.has_hot())
