@@ -409,7 +409,7 @@ impl Engine {
             } else {
                 None
             };
-        self.schedule(idx, now, Trigger::Event);
+        self.schedule(idx, now, &totals, Trigger::Event);
         Ok(Applied::Updated { scored })
     }
 
@@ -456,7 +456,7 @@ impl Engine {
             if let Some(s) = self.score(idx, &totals, at, Trigger::Timer) {
                 out.push(s);
             }
-            self.schedule(idx, at, Trigger::Timer);
+            self.schedule(idx, at, &totals, Trigger::Timer);
         }
         fired
     }
@@ -558,7 +558,8 @@ impl Engine {
     /// the next lifecycle threshold the silence will cross, the point where the user's own
     /// purchase cycle is overdue, the next periodic re-score (until alerted this episode), and
     /// eviction.
-    fn schedule(&mut self, idx: u32, now: Millis, trigger: Trigger) {
+    /// `totals` are the user's window totals at `now` (already computed by the caller).
+    fn schedule(&mut self, idx: u32, now: Millis, totals: &[WindowTotals; 3], trigger: Trigger) {
         let Some(slot) = self.slots[idx as usize].as_mut() else {
             return;
         };
@@ -603,7 +604,7 @@ impl Engine {
                 // Skip the periodic re-scorings up to the next structural deadline (or half way)
                 // when no instant before it can reach the threshold: the score of a silent user
                 // is bounded by the features at both ends (see `Model::silent_logit_bound`).
-                let start = state.features(now);
+                let start = state.features_with(totals, now);
                 let safe_until = |until: Millis| {
                     model
                         .silent_logit_bound(&start, &state.features(until))
