@@ -315,19 +315,7 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        drop(self.stdin.take()); // EOF -> the supervisor stops prometheus and waits for it
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match self.supervisor.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = self.supervisor.kill();
-                    let _ = self.supervisor.wait();
-                    break;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
+        util::stop_supervisor(self.stdin.take(), &mut self.supervisor);
         if self.pid != 0 && pid_alive(self.pid) {
             let _ = Command::new("kill")
                 .args(["-9", &self.pid.to_string()])

@@ -108,19 +108,25 @@ impl TestBroker {
 impl Drop for TestBroker {
     fn drop(&mut self) {
         if let Some(p) = self.proc.as_mut() {
-            drop(p.stdin.take()); // EOF -> supervisor kills tansu and waits for it
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                match p.supervisor.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = p.supervisor.kill();
-                        let _ = p.supervisor.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(POLL),
-                }
+            stop_supervisor(p.stdin.take(), &mut p.supervisor);
+        }
+    }
+}
+
+/// Stops a supervised server: closing the supervisor's stdin makes it kill the server and wait
+/// for it; a supervisor still running after 10 s is killed itself.
+pub fn stop_supervisor(stdin: Option<ChildStdin>, supervisor: &mut Child) {
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match supervisor.try_wait() {
+            Ok(Some(_)) | Err(_) => break,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = supervisor.kill();
+                let _ = supervisor.wait();
+                break;
             }
+            Ok(None) => std::thread::sleep(POLL),
         }
     }
 }
