@@ -25,7 +25,9 @@ use crate::model::Model;
 use crate::policy::{ActionRule, ExperimentArm, Policy, RiskBand, Segment, ValueTier};
 use crate::{Millis, DAY_MS};
 
+pub mod changelog;
 mod timers;
+use changelog::ChangeSet;
 use timers::TimerQueue;
 
 /// Tunables of the core, independent of where events come from.
@@ -157,6 +159,8 @@ pub struct Engine {
     outcomes: AHashMap<u32, PendingOutcome>,
     /// Outcome events decided but not yet taken by the caller.
     outcome_events: Vec<OutcomeEvent>,
+    /// Users changed since the last checkpoint, when durable state is on.
+    changes: Option<ChangeSet>,
 }
 
 /// An alert being watched for the user's return.
@@ -209,6 +213,7 @@ impl Engine {
             transitions: [[0; 6]; 6],
             outcomes: AHashMap::new(),
             outcome_events: Vec::new(),
+            changes: None,
             config,
         }
     }
@@ -359,6 +364,9 @@ impl Engine {
             self.counters.late_accepted += 1;
         }
         let (idx, fresh) = self.slot_for(&event.user_id);
+        if let Some(changes) = &mut self.changes {
+            changes.mark(idx);
+        }
         let now = self.clock.max(event.ts);
         let at_risk_ms = (self.config.lifecycle.at_risk_days * DAY_MS as f64) as Millis;
         let slot = self.slots[idx as usize]
@@ -437,6 +445,9 @@ impl Engine {
                 continue;
             }
             slot.deadline = 0;
+            if let Some(changes) = &mut self.changes {
+                changes.mark(idx);
+            }
             // Evaluate at the deadline, not at `now`: a long catch-up jump must give the same
             // decisions as a clock that ticked through every day.
             let at = Millis::from(due) * 1000;
@@ -674,7 +685,16 @@ impl Engine {
         (idx, true)
     }
 
+    /// Removes a user, recording the removal for the changelog.
     fn remove(&mut self, idx: u32) {
+        if let (Some(changes), Some(slot)) = (&mut self.changes, self.slots[idx as usize].as_ref())
+        {
+            changes.removed(slot.user_id.clone());
+        }
+        self.remove_untracked(idx);
+    }
+
+    fn remove_untracked(&mut self, idx: u32) {
         let Some(slot) = self.slots[idx as usize].as_ref() else {
             return;
         };
@@ -796,12 +816,12 @@ fn build_alert(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::model::{ModelArtifact, ModelFeature, Transform, ARTIFACT_FORMAT};
 
     /// A model whose score is >= 0.5 exactly when the user has been silent for 20.5 days or more.
-    fn silence_model() -> Arc<Model> {
+    pub(super) fn silence_model() -> Arc<Model> {
         let artifact = ModelArtifact {
             format: ARTIFACT_FORMAT.into(),
             version: "sha256:test".into(),
@@ -820,7 +840,7 @@ mod tests {
         Arc::new(Model::from_artifact(artifact, "test").unwrap())
     }
 
-    fn ev(user: &str, day: f64, kind: EventKind) -> Event {
+    pub(super) fn ev(user: &str, day: f64, kind: EventKind) -> Event {
         Event {
             event_id: format!("{user}-{day}"),
             user_id: user.into(),
@@ -834,7 +854,7 @@ mod tests {
         }
     }
 
-    fn run_days(engine: &mut Engine, from: i64, to: i64) -> Vec<Scored> {
+    pub(super) fn run_days(engine: &mut Engine, from: i64, to: i64) -> Vec<Scored> {
         let mut out = Vec::new();
         for d in from..=to {
             engine.advance(d * DAY_MS, &mut out);
