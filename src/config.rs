@@ -87,7 +87,14 @@ pub struct KafkaArgs {
     /// window); empty = not published (the win-back metrics are kept either way).
     #[arg(long, env = "CHURNGUARD_OUTCOME_TOPIC", default_value = "")]
     pub outcome_topic: String,
-    /// Flush the producer and commit consumed offsets this often (milliseconds).
+    /// Compacted topic holding each user's state, so a restarted instance or the instance that
+    /// takes over a partition carries on where the last checkpoint left off. Created (with the
+    /// input's partition count, `cleanup.policy=compact`) if missing. Empty = `<group>-state-changelog`;
+    /// `off` = state in memory only (lost on restart).
+    #[arg(long, env = "CHURNGUARD_CHANGELOG_TOPIC", default_value = "")]
+    pub changelog_topic: String,
+    /// Checkpoint this often (milliseconds): write changed users to the changelog, flush the
+    /// producer, commit consumed offsets.
     #[arg(long, env = "CHURNGUARD_COMMIT_INTERVAL_MS", default_value_t = 2_000)]
     pub commit_interval_ms: u64,
     /// Consumer group session timeout (milliseconds).
@@ -100,6 +107,17 @@ pub struct KafkaArgs {
         value_delimiter = ','
     )]
     pub kafka_options: Vec<String>,
+}
+
+impl KafkaArgs {
+    /// The changelog topic to use, or `None` when durable state is off.
+    pub fn changelog_topic(&self) -> Option<String> {
+        match self.changelog_topic.trim() {
+            "" => Some(format!("{}-state-changelog", self.group)),
+            "off" | "none" => None,
+            name => Some(name.to_string()),
+        }
+    }
 }
 
 /// Engine tunables (event time).

@@ -46,6 +46,7 @@ pub enum DemoError {
 const INPUT: &str = "activity";
 const ALERTS: &str = "winback-alerts";
 const DLQ: &str = "activity-dlq";
+const CHANGELOG: &str = "churnguard-demo-state-changelog";
 /// Bytes of history per input partition, well under the mock broker's 5 MB retention.
 const MOCK_PARTITION_BUDGET_BYTES: usize = 3 * 1024 * 1024;
 
@@ -78,6 +79,9 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<
     cluster.create_topic(INPUT, partitions, 1)?;
     cluster.create_topic(ALERTS, 1, 1)?;
     cluster.create_topic(DLQ, 1, 1)?;
+    // The mock cluster's admin API times out: the service would create its changelog through
+    // it, so the demo creates it here (same partition count as the input).
+    cluster.create_topic(CHANGELOG, partitions, 1)?;
     let brokers = cluster.bootstrap_servers();
 
     let metrics = Arc::new(Metrics::new());
@@ -133,6 +137,7 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<
         alert_topic: ALERTS.into(),
         dlq_topic: DLQ.into(),
         outcome_topic: None,
+        changelog_topic: Some(CHANGELOG.into()),
         commit_interval: Duration::from_secs(2),
         session_timeout_ms: 6_000,
         kafka_options: Vec::new(),

@@ -49,6 +49,17 @@ pub struct Metrics {
     pub ready: IntGauge,
     pub assigned_partitions: IntGauge,
     pub consumer_lag: IntGaugeVec,
+    /// Changelog records read while restoring, by what became of them (applied, deleted,
+    /// ignored past the committed offset, corrupt).
+    pub restore_records: IntCounterVec,
+    /// Changelog records still to read in the restores under way (restore lag).
+    pub restore_remaining: IntGauge,
+    /// Input partitions whose state is being restored (the service is not ready meanwhile).
+    pub restoring_partitions: IntGauge,
+    pub restore_seconds: Histogram,
+    /// Changelog records written at checkpoints, by kind (upsert, delete).
+    pub changelog_records: IntCounterVec,
+    pub checkpoint_seconds: Histogram,
 }
 
 impl Metrics {
@@ -226,8 +237,42 @@ impl Metrics {
                 "Messages between this instance's position and the high watermark, per input partition.",
                 &["partition"],
             ),
+            restore_records: counter_vec(
+                "churnguard_restore_records_total",
+                "Changelog records read while restoring partition state, by result (applied, deleted, ignored = past the committed input offset, corrupt).",
+                &["result"],
+            ),
+            restore_remaining: int_gauge(
+                "churnguard_restore_remaining_records",
+                "Changelog records still to read by the partition restores under way (0 when none).",
+            ),
+            restoring_partitions: int_gauge(
+                "churnguard_restoring_partitions",
+                "Input partitions whose state is being restored from the changelog.",
+            ),
+            restore_seconds: histogram(
+                "churnguard_restore_duration_seconds",
+                "Time to restore one input partition's state from the changelog.",
+                vec![0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
+            ),
+            changelog_records: counter_vec(
+                "churnguard_changelog_records_total",
+                "State changelog records written at checkpoints, by kind (upsert = a user's new state, delete = tombstone of an erased or evicted user).",
+                &["kind"],
+            ),
+            checkpoint_seconds: histogram(
+                "churnguard_checkpoint_duration_seconds",
+                "Checkpoint time: changelog records written, producer flushed, offsets committed.",
+                vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0],
+            ),
             registry,
         };
+        for r in ["applied", "deleted", "ignored", "corrupt"] {
+            m.restore_records.with_label_values(&[r]);
+        }
+        for k in ["upsert", "delete"] {
+            m.changelog_records.with_label_values(&[k]);
+        }
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -253,7 +298,7 @@ impl Metrics {
                     .with_label_values(&[arm.as_str(), o.as_str()]);
             }
         }
-        for d in ["alert", "dlq", "outcome"] {
+        for d in ["alert", "dlq", "outcome", "changelog"] {
             m.producer_delivery_errors.with_label_values(&[d]);
         }
         for r in ["ok", "error", "skipped"] {

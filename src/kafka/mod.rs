@@ -4,24 +4,27 @@
 
 pub mod sink;
 pub mod source;
+pub mod state;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::clock::WatermarkClock;
-use crate::engine::{Applied, Engine, EngineConfig, EngineCounters, Scored};
+use crate::engine::{Applied, EngineConfig, EngineCounters, Scored};
 use crate::event::{self, Rejection};
 use crate::features::Stage;
 use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::{alert, Millis};
 use sink::{Sink, SinkError, SinkTopics, SourceRef};
+use state::{Partitions, StateError};
 
 /// Everything the pipeline needs to run.
 #[derive(Clone)]
@@ -33,6 +36,9 @@ pub struct PipelineConfig {
     pub dlq_topic: String,
     /// Where outcome events go, if anywhere.
     pub outcome_topic: Option<String>,
+    /// Compacted topic backing each input partition's state; `None` keeps state in memory only
+    /// (lost on restart, not handed over on rebalance).
+    pub changelog_topic: Option<String>,
     pub commit_interval: Duration,
     pub session_timeout_ms: u64,
     pub kafka_options: Vec<(String, String)>,
@@ -50,6 +56,8 @@ pub enum PipelineError {
     Subscribe { topic: String, source: KafkaError },
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error(
         "{0} message(s) could not be delivered to the alert or dead-letter topic; stopping without \
          committing past them so a restart reprocesses them (check the topics exist and the \
@@ -79,6 +87,15 @@ pub fn parse_kafka_options(options: &[String]) -> Result<Vec<(String, String)>, 
         .collect()
 }
 
+/// Locks the partition states; a panic elsewhere while holding the lock leaves them usable
+/// (every update is a whole-user operation).
+fn lock(partitions: &Mutex<Partitions>) -> MutexGuard<'_, Partitions> {
+    match partitions.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
 fn wall_now() -> Millis {
     chrono::Utc::now().timestamp_millis()
 }
@@ -88,7 +105,9 @@ struct Pipeline<'a> {
     consumer: Arc<source::Source>,
     stats: Arc<std::sync::Mutex<std::collections::HashMap<i32, source::PartitionStats>>>,
     sink: Sink,
-    engine: Engine,
+    /// One engine per assigned input partition (shared with the revoke callback, which
+    /// checkpoints them before the partitions go).
+    partitions: Arc<Mutex<Partitions>>,
     clock: WatermarkClock,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
@@ -140,13 +159,27 @@ pub async fn run(
         &cfg.kafka_options,
         Arc::clone(&metrics),
     )?;
+    if let Some(changelog) = &cfg.changelog_topic {
+        state::ensure_changelog(
+            &cfg.brokers,
+            &cfg.kafka_options,
+            &cfg.input_topic,
+            changelog,
+            Duration::from_secs(30),
+        )
+        .await?;
+    }
+    let model = Arc::clone(&models.borrow_and_update());
+    let partitions = Arc::new(Mutex::new(Partitions::new(
+        cfg.engine.clone(),
+        Some(Arc::clone(&model)),
+        cfg.changelog_topic.clone(),
+    )));
     let (consumer, stats) = source::create(
-        &cfg.brokers,
-        &cfg.group,
-        &cfg.input_topic,
-        cfg.session_timeout_ms,
-        &cfg.kafka_options,
+        &cfg,
         sink.clone(),
+        Arc::clone(&partitions),
+        Arc::clone(&metrics),
     )
     .map_err(PipelineError::Consumer)?;
     consumer
@@ -155,19 +188,20 @@ pub async fn run(
             topic: cfg.input_topic.clone(),
             source,
         })?;
-    let model = Arc::clone(&models.borrow_and_update());
     export_model(&metrics, &model);
     metrics.register_policy(&cfg.engine.policy);
     tracing::info!(
         brokers = %cfg.brokers, group = %cfg.group, input = %cfg.input_topic,
-        alerts = %cfg.alert_topic, dlq = %cfg.dlq_topic, model = model.version(), "pipeline started"
+        alerts = %cfg.alert_topic, dlq = %cfg.dlq_topic, model = model.version(),
+        changelog = cfg.changelog_topic.as_deref().unwrap_or("(none: state in memory only)"),
+        "pipeline started"
     );
     let mut p = Pipeline {
         cfg: &cfg,
         consumer: Arc::new(consumer),
         stats,
         sink,
-        engine: Engine::new(cfg.engine.clone(), Some(model)),
+        partitions,
         clock: WatermarkClock::default(),
         metrics,
         ready,
@@ -209,7 +243,9 @@ pub async fn run(
                 }
             },
             _ = tick.tick() => {
-                p.refresh_progress();
+                if let Err(e) = p.refresh_progress() {
+                    break Err(e);
+                }
                 p.export_engine_stats();
                 if let Err(e) = p.advance_clock() {
                     break Err(e);
@@ -240,30 +276,36 @@ impl Pipeline<'_> {
     /// Swaps in a reloaded model: user state, timers and episodes are untouched; the next score
     /// (event or timer) uses the new model.
     fn set_model(&mut self, model: Arc<Model>) {
-        let previous = self
-            .engine
+        let mut partitions = lock(&self.partitions);
+        let previous = partitions
             .model()
             .map(|m| m.version().to_string())
             .unwrap_or_default();
         export_model(&self.metrics, &model);
         tracing::info!(previous_version = %previous, version = model.version(), "pipeline scores with the reloaded model");
-        self.engine.set_model(Some(model));
+        partitions.set_model(Some(model));
     }
 
     fn handle(&mut self, m: &BorrowedMessage<'_>) -> Result<(), PipelineError> {
         let started = Instant::now();
         self.report.messages += 1;
+        let partition = m.partition();
+        if !self.assigned.contains(&partition) {
+            self.refresh_assignment()?;
+        }
+        // A partition's events apply only on top of its restored state.
+        self.ensure_restored(partition)?;
         let payload = m.payload().unwrap_or(&[]);
         match event::decode(payload, wall_now(), self.cfg.max_future_skew) {
             Err(rejection) => self.dead_letter(m, payload, &rejection)?,
             Ok(ev) => {
-                if !self.assigned.contains(&m.partition()) {
-                    self.refresh_assignment();
-                }
-                self.clock.observe(m.partition(), ev.ts);
+                self.clock.observe(partition, ev.ts);
                 self.advance_clock()?;
                 let t = Instant::now();
-                let applied = self.engine.apply(&ev);
+                let applied = match lock(&self.partitions).task_mut(partition) {
+                    Some(task) => task.engine.apply(&ev),
+                    None => unreachable!("ensure_restored installed the partition's state"),
+                };
                 self.metrics
                     .scoring_seconds
                     .observe(t.elapsed().as_secs_f64());
@@ -290,7 +332,10 @@ impl Pipeline<'_> {
                 }
             }
         }
-        self.next_offsets.insert(m.partition(), m.offset() + 1);
+        self.next_offsets.insert(partition, m.offset() + 1);
+        if let Some(task) = lock(&self.partitions).task_mut(partition) {
+            task.position = m.offset() + 1;
+        }
         // Effects are enqueued: the offset may be stored (it is committed after a flush).
         if let Err(e) = self.consumer.store_offset_from_message(m) {
             tracing::warn!(error = %e, partition = m.partition(), offset = m.offset(), "cannot store offset");
@@ -381,7 +426,7 @@ impl Pipeline<'_> {
     /// Publishes (if an outcome topic is set) and counts the outcomes the engine decided.
     fn publish_outcomes(&mut self) -> Result<(), PipelineError> {
         let mut outcomes = Vec::new();
-        self.engine.drain_outcomes(&mut outcomes);
+        lock(&self.partitions).drain_outcomes(&mut outcomes);
         for o in &outcomes {
             self.sink.outcome(o)?;
             self.metrics
@@ -403,7 +448,7 @@ impl Pipeline<'_> {
         };
         self.scored.clear();
         let mut scored = std::mem::take(&mut self.scored);
-        self.engine.advance(now, &mut scored);
+        lock(&self.partitions).advance(now, &mut scored);
         for s in &scored {
             self.publish(s)?;
         }
@@ -414,7 +459,8 @@ impl Pipeline<'_> {
 
     /// Brings the engine's own totals (evictions, duplicates, lifecycle) into the metrics.
     fn export_engine_stats(&mut self) {
-        let c = self.engine.counters();
+        let partitions = lock(&self.partitions);
+        let c = partitions.counters();
         let before = std::mem::replace(&mut self.exported, c);
         self.metrics
             .users_evicted
@@ -425,7 +471,7 @@ impl Pipeline<'_> {
         self.metrics
             .events_late
             .inc_by(c.late_accepted - before.late_accepted);
-        let transitions = *self.engine.transitions();
+        let transitions = partitions.transitions();
         for (from, row) in transitions.iter().enumerate() {
             for (to, &n) in row.iter().enumerate() {
                 let delta = n - self.exported_transitions[from][to];
@@ -438,19 +484,20 @@ impl Pipeline<'_> {
             }
         }
         self.exported_transitions = transitions;
-        for (stage, n) in Stage::ALL.iter().zip(self.engine.stage_counts()) {
+        for (stage, n) in Stage::ALL.iter().zip(partitions.stage_counts()) {
             self.metrics
                 .users_by_stage
                 .with_label_values(&[stage.as_str()])
                 .set(n as i64);
         }
-        self.metrics.users_tracked.set(self.engine.users() as i64);
+        self.metrics.users_tracked.set(partitions.users() as i64);
         self.metrics
             .outcomes_pending
-            .set(self.engine.outcomes_pending() as i64);
-        self.metrics
-            .watermark_seconds
-            .set(self.engine.clock() as f64 / 1000.0);
+            .set(partitions.outcomes_pending() as i64);
+        let clock = partitions.clock();
+        if clock != Millis::MIN {
+            self.metrics.watermark_seconds.set(clock as f64 / 1000.0);
+        }
         self.metrics
             .producer_queue
             .set(i64::from(self.sink.in_flight()));
@@ -458,27 +505,126 @@ impl Pipeline<'_> {
 
     /// Reads the current assignment. Must run before the clock may advance on a partition's
     /// events: a clock that does not know every assigned partition would move past the backlog of
-    /// one that has not delivered yet.
-    fn refresh_assignment(&mut self) {
-        if let Ok(tpl) = self.consumer.assignment() {
-            let parts: Vec<i32> = tpl
-                .elements()
-                .iter()
-                .filter(|e| e.topic() == self.cfg.input_topic)
-                .map(|e| e.partition())
+    /// one that has not delivered yet. Newly assigned partitions are restored here, so that even
+    /// a partition that delivers nothing gets its silent users' timers back.
+    fn refresh_assignment(&mut self) -> Result<(), PipelineError> {
+        let Ok(tpl) = self.consumer.assignment() else {
+            return Ok(());
+        };
+        let parts: Vec<i32> = tpl
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == self.cfg.input_topic)
+            .map(|e| e.partition())
+            .collect();
+        drop(tpl);
+        if parts != self.assigned {
+            self.clock.assign(&parts);
+            self.next_offsets.retain(|p, _| parts.contains(p));
+            self.metrics.consumer_lag.reset();
+            // Gone without a revoke callback (cannot normally happen): nothing to checkpoint.
+            let stale: Vec<i32> = lock(&self.partitions)
+                .partitions()
+                .into_iter()
+                .filter(|p| !parts.contains(p))
                 .collect();
-            if parts != self.assigned {
-                self.clock.assign(&parts);
-                self.next_offsets.retain(|p, _| parts.contains(p));
-                self.metrics.consumer_lag.reset();
-                self.assigned = parts;
+            lock(&self.partitions).retire(&stale);
+            self.assigned = parts;
+            for p in self.assigned.clone() {
+                self.ensure_restored(p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The group's committed offset of an input partition (-1 if none).
+    fn committed_offset(&self, partition: i32) -> Result<i64, KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.cfg.input_topic, partition);
+        let committed = self
+            .consumer
+            .committed_offsets(tpl, Duration::from_secs(10))?;
+        let offset = committed
+            .find_partition(&self.cfg.input_topic, partition)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            })
+            .unwrap_or(-1);
+        Ok(offset)
+    }
+
+    /// Installs the state of `partition` if this instance has none yet: restored from the
+    /// changelog up to the committed input offset, or empty without a changelog. Not ready
+    /// meanwhile. A restore that keeps failing (broker unreachable) is retried with backoff and
+    /// finally stops the pipeline: processing the partition without its state would be wrong.
+    fn ensure_restored(&mut self, partition: i32) -> Result<(), PipelineError> {
+        if lock(&self.partitions).contains(partition) {
+            return Ok(());
+        }
+        self.ready.store(false, Ordering::Relaxed);
+        self.metrics.ready.set(0);
+        self.metrics.restoring_partitions.inc();
+        let result = self.restore(partition);
+        self.metrics.restoring_partitions.dec();
+        result
+    }
+
+    fn restore(&mut self, partition: i32) -> Result<(), PipelineError> {
+        let changelog = lock(&self.partitions).changelog().map(str::to_string);
+        let mut backoff = Duration::from_millis(500);
+        let mut attempt = 1;
+        loop {
+            let mut engine = lock(&self.partitions).new_engine();
+            let outcome = match (&changelog, self.committed_offset(partition)) {
+                (_, Err(e)) => Err(StateError::Restore {
+                    topic: self.cfg.input_topic.clone(),
+                    partition,
+                    source: e,
+                }),
+                (None, Ok(committed)) => Ok((committed, state::RestoreReport::default())),
+                (Some(topic), Ok(committed)) => state::restore_partition(
+                    &self.cfg.brokers,
+                    &self.cfg.kafka_options,
+                    topic,
+                    partition,
+                    committed,
+                    &mut engine,
+                    &self.metrics,
+                    Duration::from_secs(30),
+                )
+                .map(|r| (committed, r)),
+            };
+            match outcome {
+                Ok((committed, report)) => {
+                    tracing::info!(
+                        partition,
+                        committed,
+                        users = engine.users(),
+                        applied = report.applied,
+                        deleted = report.deleted,
+                        ignored = report.ignored,
+                        corrupt = report.corrupt,
+                        seconds = report.seconds,
+                        "partition state restored"
+                    );
+                    lock(&self.partitions).insert(partition, engine, committed.max(0));
+                    return Ok(());
+                }
+                Err(e) if attempt < 5 => {
+                    tracing::warn!(error = %e, partition, attempt, "restore failed; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(8));
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
             }
         }
     }
 
     /// Refreshes assignment, caught-up flags, lag and readiness from librdkafka.
-    fn refresh_progress(&mut self) {
-        self.refresh_assignment();
+    fn refresh_progress(&mut self) -> Result<(), PipelineError> {
+        self.refresh_assignment()?;
         let stats = match self.stats.lock() {
             Ok(s) => s.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -517,16 +663,36 @@ impl Pipeline<'_> {
         let healthy = self
             .last_error
             .is_none_or(|t| t.elapsed() > Duration::from_secs(5));
-        let ready = !self.assigned.is_empty() && healthy;
+        let restored = {
+            let partitions = lock(&self.partitions);
+            self.assigned.iter().all(|p| partitions.contains(*p))
+        };
+        let ready = !self.assigned.is_empty() && healthy && restored;
         self.ready.store(ready, Ordering::Relaxed);
         self.metrics.ready.set(i64::from(ready));
         self.metrics
             .assigned_partitions
             .set(self.assigned.len() as i64);
+        Ok(())
     }
 
-    /// Flush the producer, then commit stored offsets: never commit what is not yet delivered.
+    /// Write the state changelog, flush the producer, then commit stored offsets: never commit
+    /// what is not yet delivered, alerts and state alike.
     fn checkpoint(&mut self, mode: CommitMode, timeout: Duration) -> Result<(), PipelineError> {
+        let started = Instant::now();
+        lock(&self.partitions).write_changes(&self.sink, &self.metrics)?;
+        let result = self.commit_after_flush(mode, timeout);
+        self.metrics
+            .checkpoint_seconds
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    fn commit_after_flush(
+        &mut self,
+        mode: CommitMode,
+        timeout: Duration,
+    ) -> Result<(), PipelineError> {
         if let Err(e) = self.sink.flush(timeout) {
             tracing::warn!(error = %e, in_flight = self.sink.in_flight(), "producer flush timed out; offsets not committed");
             self.metrics.commits.with_label_values(&["skipped"]).inc();

@@ -27,6 +27,7 @@ pub enum Destination {
     Alert = 0,
     DeadLetter = 1,
     Outcome = 2,
+    Changelog = 3,
 }
 
 impl Destination {
@@ -35,6 +36,7 @@ impl Destination {
             Destination::Alert => "alert",
             Destination::DeadLetter => "dlq",
             Destination::Outcome => "outcome",
+            Destination::Changelog => "changelog",
         }
     }
 }
@@ -55,6 +57,7 @@ impl ProducerContext for DeliveryContext {
             let dest = match opaque {
                 o if o == Destination::DeadLetter as usize => Destination::DeadLetter,
                 o if o == Destination::Outcome as usize => Destination::Outcome,
+                o if o == Destination::Changelog as usize => Destination::Changelog,
                 _ => Destination::Alert,
             };
             self.failures.fetch_add(1, Ordering::Relaxed);
@@ -77,6 +80,10 @@ pub enum SinkError {
     #[error("cannot encode alert: {0}")]
     Encode(#[from] serde_json::Error),
 }
+
+/// Header of a changelog record: the input position it reflects, i.e. the next input offset of
+/// its partition when it was written (the offset the same checkpoint commits).
+pub const INPUT_POSITION_HEADER: &str = "churnguard.input_position";
 
 /// Where the sink writes.
 #[derive(Debug, Clone)]
@@ -233,6 +240,32 @@ impl Sink {
             record = record.key(k);
         }
         self.send(record)
+    }
+
+    /// Enqueues a state changelog record for `user_id` on the changelog partition matching its
+    /// input partition (`None` = tombstone), with the input offset it reflects in a header:
+    /// a restore ignores records past the committed input offset.
+    pub fn changelog(
+        &self,
+        topic: &str,
+        partition: i32,
+        user_id: &str,
+        record: Option<&[u8]>,
+        input_position: i64,
+    ) -> Result<(), SinkError> {
+        let offset = input_position.to_string();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: INPUT_POSITION_HEADER,
+            value: Some(offset.as_bytes()),
+        });
+        let mut r = BaseRecord::with_opaque_to(topic, Destination::Changelog as usize)
+            .partition(partition)
+            .key(user_id.as_bytes())
+            .headers(headers);
+        if let Some(bytes) = record {
+            r = r.payload(bytes);
+        }
+        self.send(r)
     }
 
     /// Enqueues, waiting while librdkafka's queue is full (backpressure instead of unbounded

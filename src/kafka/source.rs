@@ -3,7 +3,8 @@
 //! Offsets are stored (`enable.auto.offset.store=false`) only after a message's effects are
 //! handed to the producer, and committed (`enable.auto.commit=false`) only after the producer
 //! has flushed, by the pipeline's checkpoint or by the rebalance callback below before
-//! partitions are given away. librdkafka statistics are kept for lag and caught-up detection.
+//! partitions are given away (after writing the state changelog, see [`super::state`]).
+//! librdkafka statistics are kept for lag and caught-up detection.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,8 @@ use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 
 use super::sink::Sink;
+use super::state::Partitions;
+use crate::metrics::Metrics;
 
 /// What librdkafka last reported about one input partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +36,8 @@ pub struct PartitionStats {
 /// Consumer callbacks: checkpoint before revocation, keep statistics.
 pub struct SourceContext {
     sink: Sink,
+    partitions: Arc<Mutex<Partitions>>,
+    metrics: Arc<Metrics>,
     input_topic: String,
     flush_timeout: Duration,
     stats: Arc<Mutex<HashMap<i32, PartitionStats>>>,
@@ -65,22 +70,49 @@ impl ClientContext for SourceContext {
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            // Checkpoint before the partitions go to another member: flush, then commit.
-            match self.sink.flush(self.flush_timeout) {
-                Ok(()) => match consumer.commit_consumer_state(CommitMode::Sync) {
-                    Ok(())
-                    | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) =>
-                    {
-                        tracing::info!(partitions = tpl.count(), "checkpointed before revocation")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "commit before revocation failed"),
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "producer flush before revocation failed; not committing")
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let revoked: Vec<i32> = tpl
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == self.input_topic)
+            .map(|e| e.partition())
+            .collect();
+        let mut partitions = super::lock(&self.partitions);
+        if consumer.assignment_lost() {
+            // Another member may already own them and have moved on: a changelog record or a
+            // commit from here would overwrite newer state. Drop the state; the new owner
+            // restores from the last checkpoint.
+            tracing::warn!(partitions = ?revoked, "partitions lost (session timed out); state dropped without checkpoint");
+            partitions.retire(&revoked);
+            return;
+        }
+        // A full checkpoint, as the periodic one: every partition's changes, flush, commit (a
+        // commit covers every partition, so every partition's changelog must be written first).
+        let written = partitions.write_changes(&self.sink, &self.metrics);
+        match written.map_err(|e| e.to_string()).and_then(|_| {
+            self.sink
+                .flush(self.flush_timeout)
+                .map_err(|e| format!("producer flush: {e}"))
+        }) {
+            Ok(()) => match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(())
+                | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {
+                    self.metrics.commits.with_label_values(&["ok"]).inc();
+                    tracing::info!(partitions = ?revoked, "checkpointed before revocation")
                 }
+                Err(e) => {
+                    self.metrics.commits.with_label_values(&["error"]).inc();
+                    tracing::warn!(error = %e, "commit before revocation failed")
+                }
+            },
+            Err(e) => {
+                self.metrics.commits.with_label_values(&["skipped"]).inc();
+                tracing::warn!(error = %e, "checkpoint before revocation failed; not committing")
             }
         }
+        partitions.retire(&revoked);
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -102,33 +134,40 @@ pub type Source = StreamConsumer<SourceContext>;
 /// Creates the consumer (not yet subscribed) and the shared statistics map.
 #[allow(clippy::type_complexity)]
 pub fn create(
-    brokers: &str,
-    group: &str,
-    input_topic: &str,
-    session_timeout_ms: u64,
-    extra: &[(String, String)],
+    pipeline: &super::PipelineConfig,
     sink: Sink,
+    partitions: Arc<Mutex<Partitions>>,
+    metrics: Arc<Metrics>,
 ) -> Result<(Source, Arc<Mutex<HashMap<i32, PartitionStats>>>), KafkaError> {
     let stats = Arc::new(Mutex::new(HashMap::new()));
     let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", brokers)
-        .set("group.id", group)
+    cfg.set("bootstrap.servers", &pipeline.brokers)
+        .set("group.id", &pipeline.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", session_timeout_ms.to_string())
+        .set(
+            "session.timeout.ms",
+            pipeline.session_timeout_ms.to_string(),
+        )
         .set("statistics.interval.ms", "1000")
         // The default 1000 ms backoff throttles a caught-up consumer's fetches; 100 ms keeps
         // latency low without busy polling.
         .set("fetch.queue.backoff.ms", "100")
         // Bounded prefetch: a burst does not grow memory without limit.
-        .set("queued.max.messages.kbytes", "65536");
-    for (k, v) in extra {
+        .set("queued.max.messages.kbytes", "65536")
+        // Incremental rebalancing: a member joining or leaving moves only the partitions that
+        // change owner, so only their state is restored (eager rebalancing would revoke and
+        // restore every partition of every member).
+        .set("partition.assignment.strategy", "cooperative-sticky");
+    for (k, v) in &pipeline.kafka_options {
         cfg.set(k, v);
     }
     let context = SourceContext {
         sink,
-        input_topic: input_topic.to_string(),
+        partitions,
+        metrics,
+        input_topic: pipeline.input_topic.clone(),
         flush_timeout: Duration::from_secs(10),
         stats: Arc::clone(&stats),
     };

@@ -118,6 +118,14 @@ impl Service {
         Some((code, r.text().ok()?))
     }
 
+    /// A scrape, or `None` if the endpoint did not answer in time (a busy machine).
+    pub fn try_metrics(&mut self) -> Option<Metrics> {
+        match self.get("/metrics") {
+            Some((200, text)) => Some(Metrics(text)),
+            _ => None,
+        }
+    }
+
     pub fn metrics(&mut self) -> Metrics {
         let (code, text) = self.get("/metrics").expect("scrape /metrics");
         assert_eq!(code, 200);

@@ -1,0 +1,496 @@
+//! Durable state: one engine per input partition, whose changes go to a compacted changelog
+//! topic at every checkpoint and come back when the partition is assigned (to this instance
+//! after a restart, or to another one after a rebalance), as Kafka Streams and Quix do.
+//!
+//! The changelog has the input's partition count; a user's records go to the changelog
+//! partition numbered like the input partition the user's events come from, so restoring input
+//! partition `p` reads changelog partition `p` only. Each record carries, in a header, the input
+//! position it reflects; the checkpoint writes records, flushes the producer, then commits that
+//! position. A restore applies only records at or before the committed position: a record
+//! written by a checkpoint whose commit never happened describes events that will be consumed
+//! again, and applying it would count them twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::sink::{Sink, SinkError, INPUT_POSITION_HEADER};
+use crate::engine::changelog::Change;
+use crate::engine::{Engine, EngineConfig, EngineCounters, Scored};
+use crate::metrics::Metrics;
+use crate::model::Model;
+use crate::Millis;
+
+/// Why durable state could not be set up or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read metadata of topic {topic}: {source}")]
+    Metadata { topic: String, source: KafkaError },
+    #[error("input topic {0} does not exist (create it first: the changelog copies its partition count)")]
+    InputMissing(String),
+    #[error(
+        "changelog topic {topic} has {has} partitions but input topic {input} has {needs}: a \
+         user's state must live on the changelog partition numbered like their input partition; \
+         recreate the changelog with {needs} partitions"
+    )]
+    PartitionMismatch {
+        topic: String,
+        has: usize,
+        input: String,
+        needs: usize,
+    },
+    #[error("cannot create changelog topic {topic}: {reason}")]
+    Create { topic: String, reason: String },
+    #[error("cannot restore partition {partition} from {topic}: {source}")]
+    Restore {
+        topic: String,
+        partition: i32,
+        source: KafkaError,
+    },
+    #[error(
+        "restore of partition {partition} from {topic} stalled at offset {at} of {high} (no record \
+         for {secs} s)"
+    )]
+    RestoreStalled {
+        topic: String,
+        partition: i32,
+        at: i64,
+        high: i64,
+        secs: u64,
+    },
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+/// One input partition's state and how far into the input it reflects.
+pub struct Task {
+    pub engine: Engine,
+    /// Next input offset to apply (the position its changelog records are stamped with).
+    pub position: i64,
+}
+
+/// The engines of the assigned partitions, plus the totals of those handed away (so exported
+/// counters never go backwards).
+pub struct Partitions {
+    tasks: BTreeMap<i32, Task>,
+    engine_config: EngineConfig,
+    model: Option<Arc<Model>>,
+    /// Changelog topic; `None` = state lives in memory only (lost on restart).
+    changelog: Option<String>,
+    retired: EngineCounters,
+    retired_transitions: [[u64; 6]; 6],
+}
+
+fn add_counters(into: &mut EngineCounters, c: EngineCounters) {
+    into.evicted += c.evicted;
+    into.erased += c.erased;
+    into.duplicates += c.duplicates;
+    into.late_accepted += c.late_accepted;
+}
+
+impl Partitions {
+    pub fn new(
+        engine_config: EngineConfig,
+        model: Option<Arc<Model>>,
+        changelog: Option<String>,
+    ) -> Partitions {
+        Partitions {
+            tasks: BTreeMap::new(),
+            engine_config,
+            model,
+            changelog,
+            retired: EngineCounters::default(),
+            retired_transitions: [[0; 6]; 6],
+        }
+    }
+
+    /// The changelog topic, if state is durable.
+    pub fn changelog(&self) -> Option<&str> {
+        self.changelog.as_deref()
+    }
+
+    /// An empty engine for a newly assigned partition.
+    pub fn new_engine(&self) -> Engine {
+        let mut engine = Engine::new(self.engine_config.clone(), self.model.clone());
+        engine.track_changes(self.changelog.is_some());
+        engine
+    }
+
+    pub fn task_mut(&mut self, partition: i32) -> Option<&mut Task> {
+        self.tasks.get_mut(&partition)
+    }
+
+    pub fn contains(&self, partition: i32) -> bool {
+        self.tasks.contains_key(&partition)
+    }
+
+    /// Partitions with state here.
+    pub fn partitions(&self) -> Vec<i32> {
+        self.tasks.keys().copied().collect()
+    }
+
+    /// Installs a partition's (restored) engine.
+    pub fn insert(&mut self, partition: i32, engine: Engine, position: i64) {
+        self.tasks.insert(partition, Task { engine, position });
+    }
+
+    /// Drops the state of partitions given away, keeping their totals.
+    pub fn retire(&mut self, partitions: &[i32]) {
+        for p in partitions {
+            if let Some(task) = self.tasks.remove(p) {
+                add_counters(&mut self.retired, task.engine.counters());
+                for (row, add) in self
+                    .retired_transitions
+                    .iter_mut()
+                    .zip(task.engine.transitions())
+                {
+                    for (n, a) in row.iter_mut().zip(add) {
+                        *n += a;
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn set_model(&mut self, model: Option<Arc<Model>>) {
+        for task in self.tasks.values_mut() {
+            task.engine.set_model(model.clone());
+        }
+        self.model = model;
+    }
+
+    pub fn model(&self) -> Option<&Arc<Model>> {
+        self.model.as_ref()
+    }
+
+    /// Moves every partition's clock to `now`, collecting the timer scorings.
+    pub fn advance(&mut self, now: Millis, out: &mut Vec<Scored>) {
+        for task in self.tasks.values_mut() {
+            task.engine.advance(now, out);
+        }
+    }
+
+    pub fn drain_outcomes(&mut self, out: &mut Vec<crate::alert::OutcomeEvent>) {
+        for task in self.tasks.values_mut() {
+            task.engine.drain_outcomes(out);
+        }
+    }
+
+    pub fn counters(&self) -> EngineCounters {
+        let mut total = self.retired;
+        for task in self.tasks.values() {
+            add_counters(&mut total, task.engine.counters());
+        }
+        total
+    }
+
+    pub fn transitions(&self) -> [[u64; 6]; 6] {
+        let mut total = self.retired_transitions;
+        for task in self.tasks.values() {
+            for (row, add) in total.iter_mut().zip(task.engine.transitions()) {
+                for (n, a) in row.iter_mut().zip(add) {
+                    *n += a;
+                }
+            }
+        }
+        total
+    }
+
+    pub fn stage_counts(&self) -> [u64; 6] {
+        let mut total = [0; 6];
+        for task in self.tasks.values() {
+            for (n, a) in total.iter_mut().zip(task.engine.stage_counts()) {
+                *n += a;
+            }
+        }
+        total
+    }
+
+    pub fn users(&self) -> usize {
+        self.tasks.values().map(|t| t.engine.users()).sum()
+    }
+
+    pub fn outcomes_pending(&self) -> usize {
+        self.tasks
+            .values()
+            .map(|t| t.engine.outcomes_pending())
+            .sum()
+    }
+
+    /// The latest engine clock (`Millis::MIN` before anything happened).
+    pub fn clock(&self) -> Millis {
+        self.tasks
+            .values()
+            .map(|t| t.engine.clock())
+            .max()
+            .unwrap_or(Millis::MIN)
+    }
+
+    /// Enqueues the changelog records of every user changed since the last call, stamped with
+    /// their partition's position. The first step of a checkpoint (then flush, then commit).
+    pub fn write_changes(&mut self, sink: &Sink, metrics: &Metrics) -> Result<usize, SinkError> {
+        let Some(topic) = self.changelog.as_deref() else {
+            return Ok(0);
+        };
+        let (mut upserts, mut deletes) = (0u64, 0u64);
+        let mut result = Ok(());
+        for (&partition, task) in self.tasks.iter_mut() {
+            let position = task.position;
+            task.engine.take_changes(|change| {
+                if result.is_err() {
+                    return;
+                }
+                result = match change {
+                    Change::Upsert { user_id, record } => {
+                        upserts += 1;
+                        sink.changelog(topic, partition, user_id, Some(record), position)
+                    }
+                    Change::Delete { user_id } => {
+                        deletes += 1;
+                        sink.changelog(topic, partition, user_id, None, position)
+                    }
+                };
+            });
+            if result.is_err() {
+                break;
+            }
+        }
+        metrics
+            .changelog_records
+            .with_label_values(&["upsert"])
+            .inc_by(upserts);
+        metrics
+            .changelog_records
+            .with_label_values(&["delete"])
+            .inc_by(deletes);
+        result.map(|()| (upserts + deletes) as usize)
+    }
+}
+
+/// Checks the changelog topic exists with the input's partition count, creating it (compacted)
+/// if missing.
+pub async fn ensure_changelog(
+    brokers: &str,
+    kafka_options: &[(String, String)],
+    input: &str,
+    changelog: &str,
+    timeout: Duration,
+) -> Result<(), StateError> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers);
+    for (k, v) in kafka_options {
+        cfg.set(k, v);
+    }
+    let probe: BaseConsumer = cfg.create().map_err(|source| StateError::Metadata {
+        topic: input.to_string(),
+        source,
+    })?;
+    let count = |topic: &str| -> Result<usize, StateError> {
+        let md = probe
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|source| StateError::Metadata {
+                topic: topic.to_string(),
+                source,
+            })?;
+        Ok(md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len()))
+    };
+    let needs = count(input)?;
+    if needs == 0 {
+        return Err(StateError::InputMissing(input.to_string()));
+    }
+    let has = count(changelog)?;
+    if has == needs {
+        return Ok(());
+    }
+    if has != 0 {
+        return Err(StateError::PartitionMismatch {
+            topic: changelog.to_string(),
+            has,
+            input: input.to_string(),
+            needs,
+        });
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        cfg.create().map_err(|e| StateError::Create {
+            topic: changelog.to_string(),
+            reason: e.to_string(),
+        })?;
+    let topic = NewTopic::new(changelog, needs as i32, TopicReplication::Fixed(-1))
+        .set("cleanup.policy", "compact");
+    let results = admin
+        .create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(timeout)),
+        )
+        .await
+        .map_err(|e| StateError::Create {
+            topic: changelog.to_string(),
+            reason: e.to_string(),
+        })?;
+    for r in results {
+        if let Err((name, code)) = r {
+            // Another instance may have created it meanwhile.
+            if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+                return Err(StateError::Create {
+                    topic: name,
+                    reason: code.to_string(),
+                });
+            }
+        }
+    }
+    tracing::info!(
+        topic = changelog,
+        partitions = needs,
+        "created state changelog topic"
+    );
+    Ok(())
+}
+
+/// What a restore read.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RestoreReport {
+    pub applied: u64,
+    pub deleted: u64,
+    /// Past the committed input position: their events will be consumed again.
+    pub ignored: u64,
+    pub corrupt: u64,
+    pub seconds: f64,
+}
+
+/// Reads changelog partition `partition` from the beginning to its end into `engine`, applying
+/// only records that reflect input before `committed` (the group's committed offset of the
+/// input partition; negative = nothing committed, so nothing applies).
+#[allow(clippy::too_many_arguments)]
+pub fn restore_partition(
+    brokers: &str,
+    kafka_options: &[(String, String)],
+    topic: &str,
+    partition: i32,
+    committed: i64,
+    engine: &mut Engine,
+    metrics: &Metrics,
+    stall_timeout: Duration,
+) -> Result<RestoreReport, StateError> {
+    let started = Instant::now();
+    let err = |source| StateError::Restore {
+        topic: topic.to_string(),
+        partition,
+        source,
+    };
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
+        // Assigned, never subscribed or committed: the group id is only required by librdkafka.
+        .set("group.id", "churnguard-restore")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.queue.backoff.ms", "10")
+        .set("queued.min.messages", "200000")
+        .set("fetch.max.bytes", "104857600")
+        .set("max.partition.fetch.bytes", "52428800");
+    for (k, v) in kafka_options {
+        cfg.set(k, v);
+    }
+    let consumer: BaseConsumer = cfg.create().map_err(err)?;
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .map_err(err)?;
+    let mut report = RestoreReport::default();
+    if high <= low {
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .map_err(err)?;
+    consumer.assign(&tpl).map_err(err)?;
+    let mut at = low;
+    let mut last_progress = Instant::now();
+    metrics.restore_remaining.add(high - low);
+    let mut reported = high - low;
+    while at < high {
+        let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
+            if last_progress.elapsed() > stall_timeout {
+                metrics.restore_remaining.sub(reported);
+                return Err(StateError::RestoreStalled {
+                    topic: topic.to_string(),
+                    partition,
+                    at,
+                    high,
+                    secs: stall_timeout.as_secs(),
+                });
+            }
+            continue;
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, partition, "changelog read error; retrying");
+                continue;
+            }
+        };
+        last_progress = Instant::now();
+        at = msg.offset() + 1;
+        let position = msg.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == INPUT_POSITION_HEADER)
+                .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<i64>().ok())
+        });
+        let key = msg.key().and_then(|k| std::str::from_utf8(k).ok());
+        match (position, key) {
+            (Some(pos), Some(_)) if pos > committed => report.ignored += 1,
+            (Some(_), Some(user)) => match msg.payload() {
+                None => {
+                    engine.forget(user);
+                    report.deleted += 1;
+                }
+                Some(record) => match engine.restore(user, record) {
+                    Ok(()) => report.applied += 1,
+                    Err(e) => {
+                        tracing::warn!(error = %e, partition, offset = msg.offset(), "corrupt changelog record skipped");
+                        report.corrupt += 1;
+                    }
+                },
+            },
+            _ => {
+                tracing::warn!(
+                    partition,
+                    offset = msg.offset(),
+                    "changelog record without user key or input position skipped"
+                );
+                report.corrupt += 1;
+            }
+        }
+        let remaining = (high - at).max(0);
+        if reported - remaining >= 10_000 || remaining == 0 {
+            metrics.restore_remaining.sub(reported - remaining);
+            reported = remaining;
+        }
+    }
+    metrics.restore_remaining.sub(reported);
+    for (label, n) in [
+        ("applied", report.applied),
+        ("deleted", report.deleted),
+        ("ignored", report.ignored),
+        ("corrupt", report.corrupt),
+    ] {
+        metrics
+            .restore_records
+            .with_label_values(&[label])
+            .inc_by(n);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    metrics.restore_seconds.observe(report.seconds);
+    Ok(report)
+}

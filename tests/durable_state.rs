@@ -1,0 +1,361 @@
+//! Durable state and fault tolerance (issue 6), with real processes on a real broker (Tansu):
+//! SIGKILL at random points and restart, a group of three losing a member, SIGTERM draining.
+//!
+//! Each test compares the state the service leaves in its changelog topic (the latest record
+//! per user at or before the committed input offset, exactly what a restore would read) with a
+//! clean single pass of the same events through the same engine in this process: every event
+//! must be reflected exactly once, whatever was killed when.
+
+mod util;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use churnguard::engine::changelog::{decode_record, UserRecord};
+use churnguard::engine::{Engine, EngineConfig};
+use churnguard::event::Event;
+use churnguard::synth;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use util::service::{now_ms, produce_events, Service, Topics};
+use util::{shared, wait_until};
+
+const DAY_MS: i64 = 86_400_000;
+
+fn changelog_of(t: &Topics) -> String {
+    format!("{}-state-changelog", t.group)
+}
+
+/// The state a restore would build: per changelog partition, records in order, applied when
+/// their input position is at or before the group's committed offset; tombstones delete.
+fn changelog_state(bootstrap: &str, t: &Topics) -> BTreeMap<String, UserRecord> {
+    let topic = changelog_of(t);
+    let committed = util::committed_offsets(bootstrap, &t.group, &t.input);
+    let highs = util::high_watermarks(bootstrap, &topic);
+    assert_eq!(
+        highs.len(),
+        committed.len(),
+        "changelog has the input's partition count"
+    );
+    let consumer: BaseConsumer = util::consumer_config(bootstrap, &util::unique("read-changelog"))
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..highs.len() as i32 {
+        tpl.add_partition_offset(&topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    // (user, record or tombstone, input position) in changelog order.
+    type Entry = (String, Option<Vec<u8>>, i64);
+    let mut per_partition: Vec<Vec<Entry>> = vec![Vec::new(); highs.len()];
+    let total: i64 = highs.iter().sum();
+    let mut read = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while read < total {
+        assert!(
+            Instant::now() < deadline,
+            "changelog read {read} of {total}"
+        );
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        read += 1;
+        let position = m
+            .headers()
+            .and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == "churnguard.input_position")
+                    .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<i64>().ok())
+            })
+            .expect("every changelog record carries its input position");
+        let key = String::from_utf8(m.key().expect("keyed by user").to_vec()).unwrap();
+        per_partition[m.partition() as usize].push((
+            key,
+            m.payload().map(<[u8]>::to_vec),
+            position,
+        ));
+    }
+    drop(tpl);
+    let mut state = BTreeMap::new();
+    for (p, records) in per_partition.into_iter().enumerate() {
+        for (user, value, position) in records {
+            if position > committed[p] {
+                continue;
+            }
+            match value {
+                Some(bytes) => {
+                    state.insert(user, decode_record(&bytes).expect("valid record"));
+                }
+                None => {
+                    state.remove(&user);
+                }
+            }
+        }
+    }
+    state
+}
+
+/// A clean single pass of the events through the engine.
+fn reference(events: &[Event]) -> Engine {
+    let mut engine = Engine::new(EngineConfig::default(), None);
+    for e in events {
+        engine.apply(e).expect("the generated stream is accepted");
+    }
+    engine
+}
+
+/// Every user's features (all event-derived) at one instant equal the clean pass's.
+fn assert_same_features(state: &BTreeMap<String, UserRecord>, reference: &Engine, users: usize) {
+    assert_eq!(state.len(), users, "every user has state");
+    assert_eq!(reference.users(), users);
+    let at = now_ms() + DAY_MS;
+    let mut differing = Vec::new();
+    for (user, record) in state {
+        let expected = reference.features(user, at).expect("user in the reference");
+        if record.state.features(at) != expected {
+            differing.push(user.clone());
+        }
+    }
+    assert!(
+        differing.is_empty(),
+        "{} users' features differ from the clean pass, e.g. {:?}",
+        differing.len(),
+        &differing[..differing.len().min(5)]
+    );
+}
+
+/// Alert ids by episode (user, last activity), and the number of alert messages.
+fn alerts_by_episode(
+    bootstrap: &str,
+    t: &Topics,
+) -> (BTreeMap<(String, String), BTreeSet<String>>, usize) {
+    let alerts = util::consume_all(bootstrap, &t.alerts, 1, Duration::from_secs(30));
+    let mut ids: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for (_, payload, _) in &alerts {
+        let a: serde_json::Value = serde_json::from_str(payload).unwrap();
+        ids.entry((
+            a["user_id"].as_str().unwrap().to_string(),
+            a["last_activity_at"].as_str().unwrap().to_string(),
+        ))
+        .or_default()
+        .insert(a["alert_id"].as_str().unwrap().to_string());
+    }
+    (ids, alerts.len())
+}
+
+/// No state claims an alert that was not published (the state is written after the alert is
+/// handed to the producer, and both are flushed before the commit), and an episode alerted
+/// twice (before a kill and after the restart) has one alert id.
+fn assert_alerts_consistent(
+    bootstrap: &str,
+    t: &Topics,
+    state: &BTreeMap<String, UserRecord>,
+) -> (usize, usize) {
+    let (ids, messages) = alerts_by_episode(bootstrap, t);
+    for (episode, set) in &ids {
+        assert_eq!(
+            set.len(),
+            1,
+            "episode {episode:?} got different alert ids {set:?}"
+        );
+    }
+    let mut alerted = 0;
+    for (user, record) in state {
+        if record.state.alerted_episode.is_set() {
+            alerted += 1;
+            let episode = (
+                user.clone(),
+                churnguard::alert::rfc3339(record.state.alerted_episode.millis()),
+            );
+            assert!(
+                ids.contains_key(&episode),
+                "state says {episode:?} was alerted, but no such alert was published"
+            );
+        }
+    }
+    assert!(alerted > 0, "churners in the stream are alerted");
+    (messages, ids.len())
+}
+
+fn stream(users: usize, seed: u64) -> (usize, Vec<Event>) {
+    let cfg = synth::SynthConfig {
+        users,
+        days: 150,
+        end: now_ms() - 60_000,
+        churn_share: 0.3,
+        seed,
+    };
+    let (_, events) = synth::generate(&cfg);
+    let distinct: BTreeSet<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
+    (distinct.len(), events)
+}
+
+fn committed_to_end(bootstrap: &str, t: &Topics) -> bool {
+    util::committed_offsets(bootstrap, &t.group, &t.input)
+        == util::high_watermarks(bootstrap, &t.input)
+}
+
+/// A pseudo-random fraction in [lo, hi) from the clock (logged, so a failure can be replayed
+/// by reading the log).
+fn random_fraction(lo: f64, hi: f64) -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    lo + (hi - lo) * f64::from(nanos % 10_000) / 10_000.0
+}
+
+/// Fault tests 1 and 4: SIGKILL twice at random points of a ~200k-event run, restart each time;
+/// then SIGTERM drains, checkpoints and exits 0 within its timeout. State equals a clean pass,
+/// alerts that state implies exist, duplicates share ids.
+#[test]
+fn sigkill_at_random_points_leaves_state_equal_to_a_clean_pass() {
+    let broker = shared();
+    let bootstrap = broker.bootstrap();
+    let t = Topics::create(&bootstrap, "faultkill", 4);
+    let (users, events) = stream(900, 23);
+    let total = events.len() as u64;
+    assert!(total >= 200_000, "a 200k-event run ({total})");
+    produce_events(&bootstrap, &t.input, &events);
+
+    let mut handled_before = 0u64;
+    for round in 0..2 {
+        let mut s = Service::start_with(&bootstrap, &t, &["--commit-interval-ms", "200"]);
+        let remaining = total - handled_before;
+        let kill_at = (remaining as f64 * random_fraction(0.1, 0.6)) as u64;
+        let started = Instant::now();
+        let got_there = wait_until(Duration::from_secs(120), || {
+            let m = s.metrics();
+            m.handled() >= kill_at
+                && m.sum("churnguard_offset_commits_total", &["result=\"ok\""]) >= 1.0
+        });
+        assert!(
+            got_there,
+            "round {round} did not reach {kill_at}; log:\n{}",
+            s.log_text()
+        );
+        s.kill();
+        let committed: i64 = util::committed_offsets(&bootstrap, &t.group, &t.input)
+            .iter()
+            .map(|&o| o.max(0))
+            .sum();
+        util::log(format!(
+            "round {round}: SIGKILL after {:?} at ~{kill_at} of {remaining} handled; {committed} of {total} committed",
+            started.elapsed()
+        ));
+        handled_before = committed as u64;
+        // The dead member's session (6 s) must expire before the next one joins (see the note
+        // in tests/service.rs on Tansu assigning no partitions to a member joining meanwhile).
+        std::thread::sleep(Duration::from_millis(7_000));
+    }
+
+    let mut last = Service::start(&bootstrap, &t);
+    let done = wait_until(Duration::from_secs(180), || {
+        committed_to_end(&bootstrap, &t)
+    });
+    assert!(
+        done,
+        "final run did not commit to the end; log:\n{}",
+        last.log_text()
+    );
+    let restored: f64 = last
+        .metrics()
+        .sum("churnguard_restore_records_total", &["result=\"applied\""]);
+    assert!(
+        restored > 0.0,
+        "the final run restored state from the changelog"
+    );
+    // Fault test 4: SIGTERM drains, checkpoints and exits 0 within the shutdown timeout.
+    let t0 = Instant::now();
+    let status = last.terminate(Duration::from_secs(35));
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        last.log_text()
+    );
+    util::log(format!("SIGTERM to exit: {:?}", t0.elapsed()));
+    assert!(committed_to_end(&bootstrap, &t));
+
+    let state = changelog_state(&bootstrap, &t);
+    assert_same_features(&state, &reference(&events), users);
+    let (messages, episodes) = assert_alerts_consistent(&bootstrap, &t, &state);
+    util::log(format!(
+        "kill/restart: {total} events, {users} users restored equal to the clean pass; {messages} alert messages for {episodes} episodes"
+    ));
+}
+
+/// Fault test 2: three instances split six partitions; one is killed mid-run; the survivors
+/// take over its partitions, restore their state and finish; the final state equals a clean
+/// pass. Also measures the rebalance pause (kill → survivors own every partition).
+#[test]
+fn a_group_of_three_survives_losing_a_member() {
+    let broker = shared();
+    let bootstrap = broker.bootstrap();
+    let t = Topics::create(&bootstrap, "faultgroup", 6);
+    let (users, events) = stream(900, 29);
+    let total = events.len() as u64;
+    produce_events(&bootstrap, &t.input, &events);
+
+    let extra = ["--commit-interval-ms", "200"];
+    let mut members: Vec<Service> = (0..3)
+        .map(|_| Service::start_with(&bootstrap, &t, &extra))
+        .collect();
+    // -1 when a scrape times out (three services and a broker on two cores).
+    let assigned = |m: &mut Service| {
+        m.try_metrics()
+            .map_or(-1, |m| m.sum("churnguard_assigned_partitions", &[]) as i64)
+    };
+    let split = wait_until(Duration::from_secs(90), || {
+        let a: Vec<i64> = members.iter_mut().map(assigned).collect();
+        a.iter().all(|&n| n > 0) && a.iter().sum::<i64>() == 6
+    });
+    let counts: Vec<i64> = members.iter_mut().map(assigned).collect();
+    assert!(split, "three members split six partitions: {counts:?}");
+    let handled = |ms: &mut [Service]| {
+        ms.iter_mut()
+            .map(|m| m.try_metrics().map_or(0, |m| m.handled()))
+            .sum::<u64>()
+    };
+    let mid = wait_until(Duration::from_secs(120), || {
+        handled(&mut members) >= total / 3
+    });
+    assert!(mid, "group did not get going");
+    assert!(
+        !committed_to_end(&bootstrap, &t),
+        "killed mid-run, not after the end"
+    );
+
+    let mut victim = members.remove(1);
+    let victim_partitions = assigned(&mut victim);
+    victim.kill();
+    let killed = Instant::now();
+    let taken_over = wait_until(Duration::from_secs(90), || {
+        members.iter_mut().map(assigned).sum::<i64>() == 6
+            && members.iter_mut().all(|m| {
+                m.try_metrics()
+                    .is_some_and(|m| m.sum("churnguard_restoring_partitions", &[]) == 0.0)
+            })
+    });
+    let pause = killed.elapsed();
+    assert!(
+        taken_over,
+        "survivors did not take over; logs:\n{}\n---\n{}",
+        members[0].log_text(),
+        members[1].log_text()
+    );
+    util::log(format!(
+        "rebalance pause: {pause:?} from SIGKILL of a member with {victim_partitions} partitions to survivors owning all 6 (session timeout 6 s)"
+    ));
+    let done = wait_until(Duration::from_secs(180), || {
+        committed_to_end(&bootstrap, &t)
+    });
+    assert!(done, "survivors did not commit to the end");
+    for m in &mut members {
+        assert!(m.terminate(Duration::from_secs(35)).success());
+    }
+    let state = changelog_state(&bootstrap, &t);
+    assert_same_features(&state, &reference(&events), users);
+    assert_alerts_consistent(&bootstrap, &t, &state);
+}
