@@ -16,7 +16,7 @@ use churnguard::engine::{Engine, EngineConfig};
 use churnguard::event::Event;
 use churnguard::synth;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use util::service::{now_ms, produce_events, Service, Topics};
 use util::{shared, wait_until};
@@ -62,18 +62,11 @@ fn changelog_state(bootstrap: &str, t: &Topics) -> BTreeMap<String, UserRecord> 
             continue;
         };
         read += 1;
-        let position = m
-            .headers()
-            .and_then(|h| {
-                h.iter()
-                    .find(|h| h.key == "churnguard.input_position")
-                    .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<i64>().ok())
-            })
-            .expect("every changelog record carries its input position");
-        let key = String::from_utf8(m.key().expect("keyed by user").to_vec()).unwrap();
+        let (user, record, position) =
+            churnguard::kafka::state::parse_changelog(&m).expect("well-formed changelog record");
         per_partition[m.partition() as usize].push((
-            key,
-            m.payload().map(<[u8]>::to_vec),
+            user.to_string(),
+            record.map(<[u8]>::to_vec),
             position,
         ));
     }
@@ -358,4 +351,143 @@ fn a_group_of_three_survives_losing_a_member() {
     let state = changelog_state(&bootstrap, &t);
     assert_same_features(&state, &reference(&events), users);
     assert_alerts_consistent(&bootstrap, &t, &state);
+}
+
+/// Restore speed for the notes (a measurement, not a pass/fail check): 1M users' records on a
+/// 4-partition changelog, restored partition by partition as an instance taking over all four
+/// would. `CHURNGUARD_RESTORE_USERS` changes the count.
+/// `cargo test --release --test durable_state -- --ignored --nocapture measure_restore`
+#[test]
+#[ignore = "measurement; run by hand"]
+fn measure_restore_of_a_million_users() {
+    use churnguard::engine::changelog::Change;
+    use churnguard::event::EventKind;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let users: usize = std::env::var("CHURNGUARD_RESTORE_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let broker = shared();
+    let bootstrap = broker.bootstrap();
+    let topic = util::unique("restore-bench");
+    util::create_topic(&bootstrap, &topic, 4);
+
+    // Users with a few weeks of mixed activity (records of typical size).
+    let mut engine = Engine::new(EngineConfig::default(), None);
+    engine.track_changes(true);
+    let start = now_ms() - 40 * DAY_MS;
+    let kinds = [
+        EventKind::Login,
+        EventKind::PageView,
+        EventKind::CartAdd,
+        EventKind::Purchase,
+        EventKind::Login,
+    ];
+    for u in 0..users {
+        let user_id = format!("user-{u:08}");
+        for (i, kind) in kinds.iter().enumerate() {
+            engine
+                .apply(&Event {
+                    event_id: format!("{u}-{i}"),
+                    user_id: user_id.clone(),
+                    kind: *kind,
+                    ts: start + (u % 7) as i64 * DAY_MS + i as i64 * 6 * DAY_MS,
+                    amount: if *kind == EventKind::Purchase {
+                        42.5
+                    } else {
+                        0.0
+                    },
+                })
+                .unwrap();
+        }
+    }
+    let producer: BaseProducer = util::producer_config(&bootstrap)
+        .set("linger.ms", "50")
+        .set("queue.buffering.max.messages", "500000")
+        .create()
+        .unwrap();
+    let t0 = Instant::now();
+    let mut bytes = 0usize;
+    let mut n = 0usize;
+    engine.take_changes(|c| {
+        let Change::Upsert { user_id, record } = c else {
+            return;
+        };
+        bytes += record.len();
+        // As the service writes them: format byte, input position 0, the engine's record.
+        let mut value = vec![churnguard::kafka::sink::CHANGELOG_VALUE_FORMAT];
+        value.extend_from_slice(&0i64.to_le_bytes());
+        value.extend_from_slice(record);
+        let mut rec = BaseRecord::<str, [u8]>::to(&topic)
+            .partition((n % 4) as i32)
+            .key(user_id)
+            .payload(&value[..]);
+        n += 1;
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    });
+    producer.flush(Duration::from_secs(300)).unwrap();
+    util::log(format!(
+        "produced {n} changelog records ({:.0} bytes avg) in {:?}",
+        bytes as f64 / n as f64,
+        t0.elapsed()
+    ));
+
+    let metrics = churnguard::metrics::Metrics::new();
+    let cpu = || {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+    };
+    let (t1, cpu0) = (Instant::now(), cpu());
+    // In parallel: whether the broker serves several readers faster than one (Tansu does not;
+    // the service restores partitions one after the other).
+    let restored: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|p| {
+                let (bootstrap, topic, metrics) = (&bootstrap, &topic, &metrics);
+                scope.spawn(move || {
+                    let mut target = Engine::new(EngineConfig::default(), None);
+                    let report = churnguard::kafka::state::restore_partition(
+                        bootstrap,
+                        &[],
+                        topic,
+                        p,
+                        i64::MAX,
+                        &mut target,
+                        metrics,
+                        Duration::from_secs(30),
+                    )
+                    .unwrap();
+                    util::log(format!("partition {p}: {report:?}"));
+                    target.users()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    util::log(format!(
+        "restore CPU in this process: {:.2} s",
+        cpu() - cpu0
+    ));
+    let secs = t1.elapsed().as_secs_f64();
+    assert_eq!(restored, users);
+    util::log(format!(
+        "restored {restored} users in {secs:.2} s ({:.0} users/s)",
+        restored as f64 / secs
+    ));
 }

@@ -22,7 +22,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::sink::{Sink, SinkError, INPUT_POSITION_HEADER};
+use super::sink::{Sink, SinkError, CHANGELOG_VALUE_FORMAT, INPUT_POSITION_HEADER};
 use crate::engine::changelog::Change;
 use crate::engine::{Engine, EngineConfig, EngineCounters, Scored};
 use crate::metrics::Metrics;
@@ -358,6 +358,38 @@ pub async fn ensure_changelog(
     Ok(())
 }
 
+/// A changelog message as (user id, engine record or `None` for a tombstone, input position).
+pub fn parse_changelog<M: Message>(msg: &M) -> Result<(&str, Option<&[u8]>, i64), &'static str> {
+    let user = msg
+        .key()
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .ok_or("no UTF-8 user id key")?;
+    match msg.payload() {
+        Some(value) => {
+            let (head, record) = value
+                .split_first_chunk::<9>()
+                .ok_or("value shorter than its header")?;
+            if head[0] != CHANGELOG_VALUE_FORMAT {
+                return Err("unknown changelog value format");
+            }
+            let mut position = [0u8; 8];
+            position.copy_from_slice(&head[1..]);
+            Ok((user, Some(record), i64::from_le_bytes(position)))
+        }
+        None => {
+            let position = msg
+                .headers()
+                .and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == INPUT_POSITION_HEADER)
+                        .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<i64>().ok())
+                })
+                .ok_or("tombstone without input position header")?;
+            Ok((user, None, position))
+        }
+    }
+}
+
 /// What a restore read.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RestoreReport {
@@ -396,9 +428,10 @@ pub fn restore_partition(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("fetch.queue.backoff.ms", "10")
-        .set("queued.min.messages", "200000")
-        .set("fetch.max.bytes", "104857600")
-        .set("max.partition.fetch.bytes", "52428800");
+        // Tansu answers a fetch with about one record batch and holds it for the full wait:
+        // short waits keep a restore from being paced by the broker's timer.
+        .set("fetch.wait.max.ms", "5")
+        .set("isolation.level", "read_uncommitted");
     for (k, v) in kafka_options {
         cfg.set(k, v);
     }
@@ -442,32 +475,25 @@ pub fn restore_partition(
         };
         last_progress = Instant::now();
         at = msg.offset() + 1;
-        let position = msg.headers().and_then(|h| {
-            h.iter()
-                .find(|h| h.key == INPUT_POSITION_HEADER)
-                .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<i64>().ok())
-        });
-        let key = msg.key().and_then(|k| std::str::from_utf8(k).ok());
-        match (position, key) {
-            (Some(pos), Some(_)) if pos > committed => report.ignored += 1,
-            (Some(_), Some(user)) => match msg.payload() {
-                None => {
-                    engine.forget(user);
-                    report.deleted += 1;
+        match parse_changelog(&msg) {
+            Ok((_, _, position)) if position > committed => report.ignored += 1,
+            Ok((user, None, _)) => {
+                engine.forget(user);
+                report.deleted += 1;
+            }
+            Ok((user, Some(record), _)) => match engine.restore(user, record) {
+                Ok(()) => report.applied += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, partition, offset = msg.offset(), "corrupt changelog record skipped");
+                    report.corrupt += 1;
                 }
-                Some(record) => match engine.restore(user, record) {
-                    Ok(()) => report.applied += 1,
-                    Err(e) => {
-                        tracing::warn!(error = %e, partition, offset = msg.offset(), "corrupt changelog record skipped");
-                        report.corrupt += 1;
-                    }
-                },
             },
-            _ => {
+            Err(reason) => {
                 tracing::warn!(
                     partition,
                     offset = msg.offset(),
-                    "changelog record without user key or input position skipped"
+                    reason,
+                    "corrupt changelog record skipped"
                 );
                 report.corrupt += 1;
             }
