@@ -191,14 +191,21 @@ if ((PEER)); then
     fi
     if [[ -x $VENV/bin/python ]]; then
         log "peer: Quix Streams app (main variant)"
-        (cd "$WORK" && BOOTSTRAP=$BROKERS TOPIC=activity TARGET=$EVENTS LOGLEVEL=WARNING \
+        # NO_CHANGELOG=1: churnguard keeps its state in memory only (no changelog yet), so the
+        # peer runs without changelog topics too (the peer README: ~3% faster than with them);
+        # with them, Quix's recovery check also timed out against Tansu SQLite at 1M events.
+        (cd "$WORK" && BOOTSTRAP=$BROKERS TOPIC=activity TARGET=$EVENTS LOGLEVEL=WARNING NO_CHANGELOG=1 \
             STATE_DIR="$WORK/peer-state" "$VENV/bin/python" "$ROOT/bench/peer/quix_app.py" main \
             "peer-$(now_ms)" >"$WORK/peer.log" 2>&1) &
         PEER_PID=$!
         PIDS+=("$PEER_PID")
-        wait "$PEER_PID" || die "peer failed; see $WORK/peer.log"
-        grep '^RESULT' "$WORK/peer.log" >&2
-        PEER_STATUS=ok
+        if wait "$PEER_PID"; then
+            grep '^RESULT' "$WORK/peer.log" >&2
+            PEER_STATUS=ok
+        else
+            log "peer failed (recorded as null); see $WORK/peer.log"
+            PEER_STATUS=failed
+        fi
     fi
 fi
 
@@ -274,7 +281,7 @@ result = {
     "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     "broker": "tansu 0.6.0, sqlite engine, one node on this machine",
     "partitions": int(partitions),
-    "events": n, "loadgen": load,
+    "events": n, "loadgen": load, "peer_status": peer_status,
     "ceiling": ceil, "churnguard": churnguard, "peer": peer, "latency": lat,
     "ratios": {
         "churnguard_over_ceiling": ratio(churnguard["events_per_s"], ceil["events_per_s"]),
