@@ -48,6 +48,8 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Write a synthetic activity stream as JSONL (demo data, training data, load tests).
     Synth(SynthArgs),
+    /// Produce a realistic activity stream to a Kafka topic (benchmarks, load tests).
+    Loadgen(LoadgenArgs),
 }
 
 /// Log output options.
@@ -435,6 +437,66 @@ pub struct SynthArgs {
     /// Output file (JSONL).
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// `churnguard loadgen`: what to produce, where and how fast (see [`crate::loadgen`]).
+#[derive(Debug, Clone, Args)]
+pub struct LoadgenArgs {
+    /// Bootstrap brokers, comma-separated host:port.
+    #[arg(long, env = "CHURNGUARD_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Topic to produce to (must exist).
+    #[arg(long, default_value = "activity")]
+    pub topic: String,
+    /// Distinct users.
+    #[arg(long, default_value_t = 100_000)]
+    pub users: usize,
+    /// Events of the history phase (spread over --days of event time ending now).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Event-time span of the history phase.
+    #[arg(long, default_value_t = 120)]
+    pub days: u32,
+    /// History phase rate in events/s (0 = as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Share of users who go silent for good partway through the history.
+    #[arg(long, default_value_t = 0.25)]
+    pub silent_share: f64,
+    /// Share of events that arrive out of order (late by up to --jitter-ms).
+    #[arg(long, default_value_t = 0.02)]
+    pub late_share: f64,
+    /// Largest lateness of an out-of-order event (milliseconds).
+    #[arg(long, default_value_t = 600_000)]
+    pub jitter_ms: i64,
+    /// Share of deliberately broken messages (malformed JSON, missing user_id, unknown type).
+    #[arg(long, default_value_t = 0.001)]
+    pub bad_share: f64,
+    /// Random seed (the same seed gives the same users and stream).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// After the history, produce live events (event time = produce time) for this long.
+    #[arg(long, default_value_t = 0.0)]
+    pub live_secs: f64,
+    /// Live phase rate in events/s.
+    #[arg(long, default_value_t = 20_000.0)]
+    pub live_rate: f64,
+    /// Plant this many due users (latency runs): silent users whose first alert comes due
+    /// during the live phase.
+    #[arg(long, default_value_t = 0)]
+    pub due_users: usize,
+    /// The due users' alerts start this long after the loadgen starts (seconds).
+    #[arg(long, default_value_t = 20.0)]
+    pub due_after_secs: f64,
+    /// The due users' alerts are spread over this long (seconds).
+    #[arg(long, default_value_t = 30.0)]
+    pub due_window_secs: f64,
+    /// Model used to find when a due user alerts (the one the service runs).
+    #[arg(long, default_value = "models/churn-lr.json")]
+    pub model: PathBuf,
+    /// Extra librdkafka producer settings as key=value (repeatable).
+    #[arg(long = "kafka-option", value_delimiter = ',')]
+    pub kafka_options: Vec<String>,
 }
 
 /// Parses an RFC 3339 instant or a plain `YYYY-MM-DD` date (midnight UTC).

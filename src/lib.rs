@@ -23,6 +23,7 @@ pub mod event;
 pub mod features;
 pub mod http;
 pub mod kafka;
+pub mod loadgen;
 pub mod metrics;
 pub mod model;
 pub mod policy;

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 use churnguard::config::{
-    parse_cutoff_at, parse_duration, parse_instant, Cli, Command, EvaluateArgs, LogFormat,
-    ReplayArgs, RunArgs, SynthArgs, TrainArgs,
+    parse_cutoff_at, parse_duration, parse_instant, Cli, Command, EvaluateArgs, LoadgenArgs,
+    LogFormat, ReplayArgs, RunArgs, SynthArgs, TrainArgs,
 };
 use churnguard::engine::Engine;
 use churnguard::http::{self, HttpState};
@@ -41,6 +41,7 @@ fn main() -> Result<()> {
         Command::Train(args) => train_cmd(&args),
         Command::Evaluate(args) => evaluate_cmd(&args),
         Command::Synth(args) => synth_cmd(&args),
+        Command::Loadgen(args) => loadgen_cmd(&args),
     }
 }
 
@@ -401,5 +402,80 @@ fn synth_cmd(args: &SynthArgs) -> Result<()> {
         users.len(),
         args.out.display()
     );
+    Ok(())
+}
+
+fn loadgen_cmd(args: &LoadgenArgs) -> Result<()> {
+    use churnguard::loadgen::{self, Generator, LoadConfig, ProduceConfig};
+    let started_ms = chrono::Utc::now().timestamp_millis();
+    let mut gen = Generator::new(LoadConfig {
+        users: args.users,
+        events: args.events,
+        days: args.days,
+        end: started_ms,
+        silent_share: args.silent_share,
+        late_share: args.late_share,
+        jitter: args.jitter_ms,
+        bad_share: args.bad_share,
+        seed: args.seed,
+        run_id: format!("lg{}", started_ms % 1_000_000_000),
+    })?;
+    let mut due_offset_ms = None;
+    if args.due_users > 0 {
+        let model = Arc::new(Model::load(&args.model).context("cannot load the model")?);
+        let first = started_ms + (args.due_after_secs * 1000.0) as i64;
+        // Two passes: the offset depends a little on where the template falls in UTC days.
+        let mut offset = loadgen::alert_offset(
+            Arc::clone(&model),
+            churnguard::engine::EngineConfig::default(),
+            first - 13 * DAY_MS,
+        )?;
+        offset = loadgen::alert_offset(
+            model,
+            churnguard::engine::EngineConfig::default(),
+            first - offset,
+        )?;
+        let window = (args.due_window_secs * 1000.0) as i64;
+        gen.plant(loadgen::due_users(args.due_users, first, window, offset));
+        due_offset_ms = Some(offset);
+        tracing::info!(
+            users = args.due_users,
+            silence_days = offset as f64 / DAY_MS as f64,
+            "planted due users"
+        );
+    }
+    let report = loadgen::produce(
+        &mut gen,
+        &ProduceConfig {
+            brokers: args.brokers.clone(),
+            topic: args.topic.clone(),
+            rate: args.rate,
+            live: Duration::from_secs_f64(args.live_secs.max(0.0)),
+            live_rate: args.live_rate,
+            kafka_options: parse_kafka_options(&args.kafka_options).map_err(anyhow::Error::msg)?,
+        },
+    )?;
+    eprintln!(
+        "produced {} events ({} history, {} live; {} bad, {} late, {} planted) in {:.2} s: {:.0} events/s (history {:.0} events/s)",
+        report.events,
+        report.history_events,
+        report.live_events,
+        report.bad,
+        report.late,
+        report.planted,
+        report.seconds,
+        report.events_per_s,
+        report.history_events_per_s
+    );
+    let mut summary = serde_json::to_value(&report)?;
+    summary["started_ms"] = serde_json::json!(started_ms);
+    if let Some(o) = due_offset_ms {
+        let first = started_ms + (args.due_after_secs * 1000.0) as i64;
+        summary["due_users"] = serde_json::json!(args.due_users);
+        summary["due_silence_ms"] = serde_json::json!(o);
+        summary["due_first_ms"] = serde_json::json!(first);
+        summary["due_last_ms"] = serde_json::json!(first + (args.due_window_secs * 1000.0) as i64);
+    }
+    println!("{summary}");
     Ok(())
 }

@@ -45,21 +45,25 @@ pub enum Persona {
 }
 
 impl Persona {
-    fn sessions_per_day(self) -> f64 {
+    /// Expected sessions per day: sets how much of a stream the persona's users produce (the
+    /// load generator weighs users by it).
+    pub fn sessions_per_day(self) -> f64 {
         match self {
             Persona::Loyal => 0.9,
             Persona::Regular => 0.35,
             Persona::Casual => 0.15,
         }
     }
-    fn purchase_prob(self) -> f64 {
+    /// Probability that a session ends in a purchase.
+    pub fn purchase_prob(self) -> f64 {
         match self {
             Persona::Loyal => 0.25,
             Persona::Regular => 0.15,
             Persona::Casual => 0.12,
         }
     }
-    fn basket(self) -> f64 {
+    /// Typical basket value in the shop currency.
+    pub fn basket(self) -> f64 {
         match self {
             Persona::Loyal => 80.0,
             Persona::Regular => 45.0,
