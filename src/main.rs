@@ -122,7 +122,7 @@ async fn run(args: RunArgs) -> Result<()> {
         max_future_skew: args.engine.max_future_skew(),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
     };
-    let report = kafka::run(cfg, models, metrics, ready, shutdown_signal()).await?;
+    let report = kafka::run_until_shutdown(cfg, models, metrics, ready, shutdown_signal()).await?;
     watcher.abort();
     server.task.abort();
     tracing::info!(

@@ -60,6 +60,8 @@ pub struct Metrics {
     /// Changelog records written at checkpoints, by kind (upsert, delete).
     pub changelog_records: IntCounterVec,
     pub checkpoint_seconds: Histogram,
+    /// Pipelines replaced after a transient failure (the process stays up).
+    pub pipeline_restarts: IntCounter,
 }
 
 impl Metrics {
@@ -264,6 +266,10 @@ impl Metrics {
                 "churnguard_checkpoint_duration_seconds",
                 "Checkpoint time: changelog records written, producer flushed, offsets committed.",
                 vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0],
+            ),
+            pipeline_restarts: counter(
+                "churnguard_pipeline_restarts_total",
+                "Pipelines replaced by a fresh one (new clients, state restored from the last checkpoint) after a transient failure such as a delivery the broker failed.",
             ),
             registry,
         };

@@ -58,6 +58,9 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     State(#[from] StateError),
+    /// Shutdown was requested while a restore waited for the broker: not a failure.
+    #[error("shutdown requested during a restore")]
+    ShutdownDuringRestore,
     #[error(
         "{0} message(s) could not be delivered to the alert or dead-letter topic; stopping without \
          committing past them so a restart reprocesses them (check the topics exist and the \
@@ -120,6 +123,23 @@ struct Pipeline<'a> {
     exported: EngineCounters,
     exported_transitions: [[u64; 6]; 6],
     scored: Vec<Scored>,
+    /// Periodic checkpoints whose messages are not all acknowledged yet, oldest first.
+    pending_commits: std::collections::VecDeque<PendingCommit>,
+    /// Watched while a restore waits for the broker, so SIGTERM is not held up by an outage.
+    shutdown: watch::Receiver<bool>,
+    /// Every checkpoint epoch up to this one is fully delivered.
+    delivered_through: u64,
+}
+
+/// A periodic checkpoint waiting for its messages: once every message enqueued up to its epoch
+/// is acknowledged, its offsets are committed. The consumer keeps going meanwhile.
+struct PendingCommit {
+    epoch: u64,
+    /// Next input offset per partition when the checkpoint was taken.
+    offsets: Vec<(i32, i64)>,
+    /// Rebalances seen by then: after a revocation the revoke callback has committed
+    /// synchronously, and an older checkpoint must not commit partitions that may have moved.
+    generation: u64,
 }
 
 /// Publishes the loaded model's identity in the metrics: version and kind (`model_info`),
@@ -136,7 +156,74 @@ fn export_model(metrics: &Metrics, model: &Model) {
     }
 }
 
-/// Runs the service until `shutdown` turns true, then flushes, commits and returns.
+impl PipelineError {
+    /// Whether a fresh pipeline (new clients, state restored from the last checkpoint) can get
+    /// past this: a broker that failed a delivery or a restore may be back. Configuration
+    /// errors (no such topic, bad options) are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PipelineError::DeliveryFailed(_) => true,
+            PipelineError::State(e) => matches!(
+                e,
+                StateError::Metadata { .. }
+                    | StateError::Restore { .. }
+                    | StateError::RestoreStalled { .. }
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Runs pipelines until `shutdown` turns true: a pipeline that stops on a transient error
+/// ([`PipelineError::is_transient`], e.g. the broker failed a delivery while restarting) is
+/// replaced by a fresh one after a backoff. The new one resumes from the last checkpoint
+/// (committed offsets, changelog), so nothing is lost and nothing counted twice; the process
+/// stays up, not ready meanwhile, and is never restarted for an outage.
+pub async fn run_until_shutdown(
+    cfg: PipelineConfig,
+    models: watch::Receiver<Arc<Model>>,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<PipelineReport, PipelineError> {
+    let mut total = PipelineReport::default();
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let started = Instant::now();
+        let outcome = run(
+            cfg.clone(),
+            models.clone(),
+            Arc::clone(&metrics),
+            Arc::clone(&ready),
+            shutdown.clone(),
+        )
+        .await;
+        match outcome {
+            Ok(report) => {
+                total.messages += report.messages;
+                total.rejected += report.rejected;
+                total.alerts += report.alerts;
+                return Ok(total);
+            }
+            Err(e) if e.is_transient() && !*shutdown.borrow() => {
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_secs(1);
+                }
+                metrics.pipeline_restarts.inc();
+                tracing::warn!(error = %e, retry_in = ?backoff, "pipeline stopped; starting a fresh one from the last checkpoint");
+                let mut stop = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return Ok(total),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Runs one pipeline until `shutdown` turns true, then flushes, commits and returns.
 ///
 /// `models` carries the model to score with; when a new one is published (hot reload, see
 /// [`crate::model::reload`]) the loop swaps it into the engine between two messages, so user
@@ -212,6 +299,9 @@ pub async fn run(
         exported: EngineCounters::default(),
         exported_transitions: [[0; 6]; 6],
         scored: Vec::new(),
+        pending_commits: Default::default(),
+        shutdown: shutdown.clone(),
+        delivered_through: 0,
     };
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut commit = tokio::time::interval(cfg.commit_interval);
@@ -232,8 +322,10 @@ pub async fn run(
             },
             msg = consumer.recv() => match msg {
                 Ok(m) => {
-                    if let Err(e) = p.handle(&m) {
-                        break Err(e);
+                    match p.handle(&m) {
+                        Ok(()) => {}
+                        Err(PipelineError::ShutdownDuringRestore) => break Ok(()),
+                        Err(e) => break Err(e),
                     }
                 }
                 Err(e) => {
@@ -243,8 +335,10 @@ pub async fn run(
                 }
             },
             _ = tick.tick() => {
-                if let Err(e) = p.refresh_progress() {
-                    break Err(e);
+                match p.refresh_progress().and_then(|()| p.commit_delivered()) {
+                    Ok(()) => {}
+                    Err(PipelineError::ShutdownDuringRestore) => break Ok(()),
+                    Err(e) => break Err(e),
                 }
                 p.export_engine_stats();
                 if let Err(e) = p.advance_clock() {
@@ -252,7 +346,7 @@ pub async fn run(
                 }
             }
             _ = commit.tick() => {
-                if let Err(e) = p.checkpoint(CommitMode::Async, Duration::from_secs(5)) {
+                if let Err(e) = p.checkpoint_in_background() {
                     break Err(e);
                 }
             }
@@ -262,6 +356,8 @@ pub async fn run(
     p.metrics.ready.set(0);
     p.export_engine_stats();
     let final_checkpoint = p.checkpoint(CommitMode::Sync, cfg.shutdown_timeout);
+    // Whatever periodic checkpoints still waited is covered by the final one.
+    p.pending_commits.clear();
     p.consumer.unsubscribe();
     tracing::info!(
         messages = p.report.messages,
@@ -556,8 +652,9 @@ impl Pipeline<'_> {
 
     /// Installs the state of `partition` if this instance has none yet: restored from the
     /// changelog up to the committed input offset, or empty without a changelog. Not ready
-    /// meanwhile. A restore that keeps failing (broker unreachable) is retried with backoff and
-    /// finally stops the pipeline: processing the partition without its state would be wrong.
+    /// meanwhile. A restore that fails (broker unreachable) is retried with backoff until it
+    /// succeeds or shutdown is requested: processing the partition without its state would be
+    /// wrong, and exiting would not bring the broker back.
     fn ensure_restored(&mut self, partition: i32) -> Result<(), PipelineError> {
         if lock(&self.partitions).contains(partition) {
             return Ok(());
@@ -611,13 +708,19 @@ impl Pipeline<'_> {
                     lock(&self.partitions).insert(partition, engine, committed.max(0));
                     return Ok(());
                 }
-                Err(e) if attempt < 5 => {
-                    tracing::warn!(error = %e, partition, attempt, "restore failed; retrying");
-                    std::thread::sleep(backoff);
+                Err(e) => {
+                    self.last_error = Some(Instant::now());
+                    tracing::warn!(error = %e, partition, attempt, retry_in = ?backoff, "restore failed; retrying");
+                    let until = Instant::now() + backoff;
+                    while Instant::now() < until {
+                        if *self.shutdown.borrow() {
+                            return Err(PipelineError::ShutdownDuringRestore);
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(8));
                     attempt += 1;
                 }
-                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -676,8 +779,86 @@ impl Pipeline<'_> {
         Ok(())
     }
 
+    /// The periodic checkpoint, without stopping the consumer: write the state changelog, close
+    /// the producer epoch, and commit the offsets of this moment once everything enqueued up to
+    /// here is acknowledged ([`Pipeline::commit_delivered`], also run every tick). A blocking
+    /// flush here would stall consumption for as long as the broker takes to acknowledge.
+    fn checkpoint_in_background(&mut self) -> Result<(), PipelineError> {
+        let started = Instant::now();
+        let failures = self.sink.failures();
+        if failures > 0 {
+            self.metrics.commits.with_label_values(&["skipped"]).inc();
+            return Err(PipelineError::DeliveryFailed(failures));
+        }
+        let generation = {
+            let mut partitions = lock(&self.partitions);
+            partitions.write_changes(&self.sink, &self.metrics)?;
+            partitions.generation()
+        };
+        if self.sink.open_epoch() - self.delivered_through < sink::EPOCH_RING - 1 {
+            let epoch = self.sink.close_epoch();
+            let offsets = self.next_offsets.iter().map(|(&p, &o)| (p, o)).collect();
+            self.pending_commits.push_back(PendingCommit {
+                epoch,
+                offsets,
+                generation,
+            });
+        } else {
+            tracing::warn!(
+                waiting = self.pending_commits.len(),
+                in_flight = self.sink.in_flight(),
+                "checkpoints are waiting for the broker to acknowledge; not opening another"
+            );
+        }
+        let result = self.commit_delivered();
+        self.metrics
+            .checkpoint_seconds
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Commits the newest waiting checkpoint whose messages (and all before) are acknowledged.
+    fn commit_delivered(&mut self) -> Result<(), PipelineError> {
+        let mut ready = None;
+        while let Some(front) = self.pending_commits.front() {
+            if !self.sink.delivered(self.delivered_through + 1, front.epoch) {
+                break;
+            }
+            self.delivered_through = front.epoch;
+            ready = self.pending_commits.pop_front();
+        }
+        let Some(commit) = ready else {
+            return Ok(());
+        };
+        let failures = self.sink.failures();
+        if failures > 0 {
+            self.metrics.commits.with_label_values(&["skipped"]).inc();
+            return Err(PipelineError::DeliveryFailed(failures));
+        }
+        if commit.generation != lock(&self.partitions).generation() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, offset) in commit.offsets {
+            if self.assigned.contains(&p) {
+                let _ = tpl.add_partition_offset(&self.cfg.input_topic, p, Offset::Offset(offset));
+            }
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        match self.consumer.commit(&tpl, CommitMode::Async) {
+            Ok(()) => self.metrics.commits.with_label_values(&["ok"]).inc(),
+            Err(e) => {
+                tracing::warn!(error = %e, "offset commit failed; will retry at the next checkpoint");
+                self.metrics.commits.with_label_values(&["error"]).inc();
+            }
+        }
+        Ok(())
+    }
+
     /// Write the state changelog, flush the producer, then commit stored offsets: never commit
-    /// what is not yet delivered, alerts and state alike.
+    /// what is not yet delivered, alerts and state alike. Blocking: for shutdown.
     fn checkpoint(&mut self, mode: CommitMode, timeout: Duration) -> Result<(), PipelineError> {
         let started = Instant::now();
         lock(&self.partitions).write_changes(&self.sink, &self.metrics)?;

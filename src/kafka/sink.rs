@@ -5,7 +5,7 @@
 //! checkpoint, before offsets are committed. A delivery that fails for good is remembered, and
 //! the pipeline stops rather than commit past a lost message.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,10 +41,18 @@ impl Destination {
     }
 }
 
-/// Counts failed deliveries; read at every checkpoint.
+/// Checkpoint epochs tracked at once (a ring of counters): more than this many checkpoints
+/// waiting for their deliveries means the broker is not acknowledging, and the pipeline stops
+/// opening new ones until it does.
+pub const EPOCH_RING: u64 = 64;
+
+/// Counts failed deliveries (read at every checkpoint) and messages still unacknowledged per
+/// checkpoint epoch, so a checkpoint can commit once its own messages are delivered instead of
+/// blocking the consumer on a flush.
 pub struct DeliveryContext {
     metrics: Arc<Metrics>,
     failures: AtomicU64,
+    outstanding: [AtomicI64; EPOCH_RING as usize],
 }
 
 impl ClientContext for DeliveryContext {}
@@ -53,8 +61,10 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        // The opaque is `(epoch slot << 2) | destination`.
+        self.outstanding[(opaque >> 2) % EPOCH_RING as usize].fetch_sub(1, Ordering::AcqRel);
         if let Err((err, _)) = result {
-            let dest = match opaque {
+            let dest = match opaque & 3 {
                 o if o == Destination::DeadLetter as usize => Destination::DeadLetter,
                 o if o == Destination::Outcome as usize => Destination::Outcome,
                 o if o == Destination::Changelog as usize => Destination::Changelog,
@@ -106,6 +116,8 @@ pub struct SinkTopics {
 pub struct Sink {
     producer: ThreadedProducer<DeliveryContext>,
     topics: SinkTopics,
+    /// The open checkpoint epoch: messages enqueued now belong to it.
+    epoch: Arc<AtomicU64>,
 }
 
 /// Source coordinates of a message, carried into the DLQ.
@@ -138,9 +150,14 @@ impl Sink {
             .create_with_context(DeliveryContext {
                 metrics,
                 failures: AtomicU64::new(0),
+                outstanding: std::array::from_fn(|_| AtomicI64::new(0)),
             })
             .map_err(SinkError::Create)?;
-        Ok(Sink { producer, topics })
+        Ok(Sink {
+            producer,
+            topics,
+            epoch: Arc::new(AtomicU64::new(1)),
+        })
     }
 
     /// Enqueues an alert keyed by user id, with schema version and alert id in headers; a
@@ -285,6 +302,11 @@ impl Sink {
     /// Enqueues, waiting while librdkafka's queue is full (backpressure instead of unbounded
     /// memory).
     fn send(&self, mut record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), SinkError> {
+        // Only the pipeline task enqueues, so the epoch cannot close between these two lines.
+        let slot = (self.epoch.load(Ordering::Acquire) % EPOCH_RING) as usize;
+        record.delivery_opaque |= slot << 2;
+        let outstanding = &self.producer.context().outstanding[slot];
+        outstanding.fetch_add(1, Ordering::AcqRel);
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -293,13 +315,32 @@ impl Sink {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err((source, r)) => {
+                    outstanding.fetch_sub(1, Ordering::AcqRel);
                     return Err(SinkError::Enqueue {
                         topic: r.topic.to_string(),
                         source,
-                    })
+                    });
                 }
             }
         }
+    }
+
+    /// Closes the open checkpoint epoch and returns its number: what is enqueued from now on
+    /// belongs to the next one.
+    pub fn close_epoch(&self) -> u64 {
+        self.epoch.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// The open epoch's number.
+    pub fn open_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Whether every message of the closed epochs `from..=to` has been acknowledged (or failed:
+    /// see [`Sink::failures`]). Meaningful for fewer than [`EPOCH_RING`] epochs.
+    pub fn delivered(&self, from: u64, to: u64) -> bool {
+        let outstanding = &self.producer.context().outstanding;
+        (from..=to).all(|e| outstanding[(e % EPOCH_RING) as usize].load(Ordering::Acquire) <= 0)
     }
 
     /// Waits until everything enqueued is delivered (or `timeout` passes).

@@ -87,6 +87,8 @@ pub struct Partitions {
     changelog: Option<String>,
     retired: EngineCounters,
     retired_transitions: [[u64; 6]; 6],
+    /// Partitions given away so far (see [`Partitions::generation`]).
+    generation: u64,
 }
 
 fn add_counters(into: &mut EngineCounters, c: EngineCounters) {
@@ -109,6 +111,7 @@ impl Partitions {
             changelog,
             retired: EngineCounters::default(),
             retired_transitions: [[0; 6]; 6],
+            generation: 0,
         }
     }
 
@@ -142,8 +145,17 @@ impl Partitions {
         self.tasks.insert(partition, Task { engine, position });
     }
 
+    /// Changes with every partition given away: a checkpoint taken before cannot be committed
+    /// any more (the revoke callback committed in its place).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Drops the state of partitions given away, keeping their totals.
     pub fn retire(&mut self, partitions: &[i32]) {
+        if !partitions.is_empty() {
+            self.generation += 1;
+        }
         for p in partitions {
             if let Some(task) = self.tasks.remove(p) {
                 add_counters(&mut self.retired, task.engine.counters());

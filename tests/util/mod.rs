@@ -14,6 +14,7 @@
 //! librdkafka's default (1000 ms) throttles fetching noticeably.
 #![allow(dead_code)]
 
+pub mod changelog;
 pub mod dashboards;
 pub mod schema;
 pub mod service;
@@ -651,4 +652,115 @@ pub fn committed_offsets(bootstrap: &str, group: &str, topic: &str) -> Vec<i64> 
 /// Writes a line to stderr immediately (test output capture aside).
 pub fn log(msg: impl AsRef<str>) {
     let _ = writeln!(std::io::stderr(), "{}", msg.as_ref());
+}
+
+// ---------------------------------------------------------------------------------------------
+// A broker that a test can stop and start again
+
+/// A private Tansu that a test stops and restarts on the same port and data directory (broker
+/// outage tests). Its supervisor restarts tansu whenever it exits, unless a `hold` file exists;
+/// like [`TestBroker`], everything stops when the test process goes away.
+pub struct RestartableBroker {
+    bootstrap: String,
+    supervisor: Child,
+    stdin: Option<ChildStdin>,
+    dir: tempfile::TempDir,
+}
+
+impl RestartableBroker {
+    pub fn start() -> RestartableBroker {
+        let bin = tansu_binary();
+        let dir = tempfile::Builder::new()
+            .prefix("churnguard-tansu-restartable-")
+            .tempdir()
+            .expect("tempdir");
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let script = r#"
+            (
+                while true; do
+                    while [ -e hold ]; do sleep 0.05; done
+                    [ -e stopped ] && break
+                    "$TANSU_BIN" broker --cluster-id churnguard-test --storage-engine sqlite://tansu.db \
+                        --listener-url "$TANSU_URL" --advertised-listener-url "$TANSU_URL" \
+                        </dev/null >>tansu.log 2>&1 &
+                    echo "$!" > tansu.pid
+                    wait "$!"
+                    [ -e stopped ] && break
+                done
+            ) &
+            loop=$!
+            cat >/dev/null
+            touch stopped
+            rm -f hold
+            kill "$(cat tansu.pid)" 2>/dev/null
+            for _ in $(seq 100); do kill -0 "$loop" 2>/dev/null || break; sleep 0.05; done
+            kill -9 "$(cat tansu.pid)" "$loop" 2>/dev/null
+            cd / && rm -rf "$TANSU_DIR"
+        "#;
+        let mut supervisor = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir.path())
+            .env("TANSU_BIN", &bin)
+            .env("TANSU_URL", &url)
+            .env("TANSU_DIR", dir.path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn bash");
+        let stdin = supervisor.stdin.take();
+        let broker = RestartableBroker {
+            bootstrap: format!("127.0.0.1:{port}"),
+            supervisor,
+            stdin,
+            dir,
+        };
+        wait_for_metadata(&broker.bootstrap, START_TIMEOUT)
+            .unwrap_or_else(|e| panic!("restartable tansu did not come up: {e}"));
+        broker
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.bootstrap.clone()
+    }
+
+    fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.path().join("tansu.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Stops the broker (SIGTERM) and keeps it down until [`RestartableBroker::resume`].
+    pub fn stop(&mut self) {
+        std::fs::write(self.dir.path().join("hold"), b"").expect("hold file");
+        let pid = self.pid().expect("tansu pid");
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        let gone = wait_until(Duration::from_secs(20), || {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        });
+        assert!(gone, "tansu {pid} did not stop");
+    }
+
+    /// Starts the broker again on the same port and data, and waits until it answers.
+    pub fn resume(&mut self) {
+        let before = self.pid();
+        std::fs::remove_file(self.dir.path().join("hold")).expect("remove hold file");
+        assert!(
+            wait_until(Duration::from_secs(20), || self.pid() != before),
+            "tansu not restarted"
+        );
+        wait_for_metadata(&self.bootstrap, START_TIMEOUT)
+            .unwrap_or_else(|e| panic!("restarted tansu not answering: {e}"));
+    }
+}
+
+impl Drop for RestartableBroker {
+    fn drop(&mut self) {
+        stop_supervisor(self.stdin.take(), &mut self.supervisor);
+    }
 }
