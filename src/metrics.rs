@@ -43,6 +43,8 @@ pub struct Metrics {
     pub event_to_alert_seconds: Histogram,
     pub producer_queue: IntGauge,
     pub model_training_auc: Gauge,
+    /// When the loaded model's training data ends: the age of what it learned from.
+    pub model_data_end: Gauge,
     pub watermark_seconds: Gauge,
     pub producer_delivery_errors: IntCounterVec,
     pub commits: IntCounterVec,
@@ -217,6 +219,10 @@ impl Metrics {
             model_training_auc: gauge(
                 "churnguard_model_training_auc",
                 "Validation ROC AUC recorded in the loaded model artifact at training time.",
+            ),
+            model_data_end: gauge(
+                "churnguard_model_data_end_timestamp_seconds",
+                "Event time of the last event in the loaded model's training data (Unix seconds); time() minus this is how stale the model is.",
             ),
             watermark_seconds: gauge(
                 "churnguard_event_time_watermark_seconds",

@@ -74,6 +74,7 @@ const ALERTS: &[&str] = &[
     "ChurnguardAlertVolumeAnomaly",
     "ChurnguardModelMissing",
     "ChurnguardEventTimeStalled",
+    "ChurnguardModelStale",
 ];
 
 const DASHBOARDS: &[&str] = &["churnguard-service.json", "churnguard-winback.json"];

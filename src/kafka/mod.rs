@@ -154,6 +154,17 @@ fn export_model(metrics: &Metrics, model: &Model) {
     {
         metrics.model_training_auc.set(auc);
     }
+    if let Some(end) = model
+        .artifact()
+        .training
+        .pointer("/data/last_event")
+        .and_then(|v| v.as_str())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    {
+        metrics
+            .model_data_end
+            .set(end.timestamp_millis() as f64 / 1000.0);
+    }
 }
 
 impl PipelineError {
