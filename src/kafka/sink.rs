@@ -62,7 +62,6 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         // The opaque is `(epoch slot << 2) | destination`.
-        self.outstanding[(opaque >> 2) % EPOCH_RING as usize].fetch_sub(1, Ordering::AcqRel);
         if let Err((err, _)) = result {
             let dest = match opaque & 3 {
                 o if o == Destination::DeadLetter as usize => Destination::DeadLetter,
@@ -70,13 +69,16 @@ impl ProducerContext for DeliveryContext {
                 o if o == Destination::Changelog as usize => Destination::Changelog,
                 _ => Destination::Alert,
             };
-            self.failures.fetch_add(1, Ordering::Relaxed);
+            self.failures.fetch_add(1, Ordering::AcqRel);
             self.metrics
                 .producer_delivery_errors
                 .with_label_values(&[dest.label()])
                 .inc();
             tracing::error!(error = %err, destination = dest.label(), "message delivery failed");
         }
+        // Only after the failure is counted: a checkpoint that sees its epoch delivered must
+        // also see the failure, or it would commit past a lost message.
+        self.outstanding[(opaque >> 2) % EPOCH_RING as usize].fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -350,7 +352,7 @@ impl Sink {
 
     /// Deliveries that failed for good since start.
     pub fn failures(&self) -> u64 {
-        self.producer.context().failures.load(Ordering::Relaxed)
+        self.producer.context().failures.load(Ordering::Acquire)
     }
 
     /// Messages waiting in the producer queue.

@@ -91,11 +91,20 @@ impl ConsumerContext for SourceContext {
         // A full checkpoint, as the periodic one: every partition's changes, flush, commit (a
         // commit covers every partition, so every partition's changelog must be written first).
         let written = partitions.write_changes(&self.sink, &self.metrics);
-        match written.map_err(|e| e.to_string()).and_then(|_| {
-            self.sink
-                .flush(self.flush_timeout)
-                .map_err(|e| format!("producer flush: {e}"))
-        }) {
+        // A delivery that failed (now or earlier) must never be committed past: its events are
+        // consumed again by whoever owns the partition next.
+        let delivered = written
+            .map_err(|e| e.to_string())
+            .and_then(|_| {
+                self.sink
+                    .flush(self.flush_timeout)
+                    .map_err(|e| format!("producer flush: {e}"))
+            })
+            .and_then(|()| match self.sink.failures() {
+                0 => Ok(()),
+                n => Err(format!("{n} message(s) failed delivery")),
+            });
+        match delivered {
             Ok(()) => match consumer.commit_consumer_state(CommitMode::Sync) {
                 Ok(())
                 | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {
