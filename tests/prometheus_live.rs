@@ -102,10 +102,23 @@ impl Demo {
             .tempdir()
             .expect("tempdir");
         let stderr_log = dir.path().join("stderr.log");
+        // A healthy service runs a recently trained model. The committed demo model learned from
+        // synthetic 2025 data, old enough to trip ChurnguardModelStale (whose firing is covered by
+        // deploy/prometheus/test-rules.yml): serve a copy whose training data ends now.
+        let model = dir.path().join("model.json");
+        let mut artifact: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(MODEL).expect("model file"))
+                .expect("model JSON");
+        artifact["training"]["data"]["last_event"] = serde_json::json!(
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
+        std::fs::write(&model, serde_json::to_vec_pretty(&artifact).expect("JSON"))
+            .expect("write model copy");
         let mut child = Command::new(env!("CARGO_BIN_EXE_churnguard"))
             .arg("demo")
             // Port 0: the kernel picks a free port (no probe-then-bind race); the demo prints it.
-            .args(["--metrics-addr", "127.0.0.1:0", "--model", MODEL])
+            .args(["--metrics-addr", "127.0.0.1:0", "--model"])
+            .arg(&model)
             .args(["--users", "500", "--days", "120"])
             .args(["--live-rate", &LIVE_RATE.to_string()])
             .args(["--duration-secs", "120", "--print-alerts", "0"])
