@@ -44,6 +44,9 @@ struct Args {
     /// Stop at this wall-clock instant (Unix ms).
     #[arg(long)]
     until_ms: i64,
+    /// The consumer's `fetch.wait.max.ms`: a subscriber that wants alerts promptly keeps it short.
+    #[arg(long, default_value_t = 10)]
+    fetch_wait_ms: u64,
     /// Write every measured alert (`user_id`, `trigger`, `ts_ms`, `latency_ms`) as JSONL here.
     #[arg(long)]
     samples: Option<std::path::PathBuf>,
@@ -63,8 +66,7 @@ fn main() -> Result<()> {
     cfg.set("bootstrap.servers", &args.brokers)
         .set("group.id", format!("alert-latency-{}", std::process::id()))
         .set("enable.auto.commit", "false")
-        // A subscriber that wants alerts promptly: short broker-side wait for new data.
-        .set("fetch.wait.max.ms", "10")
+        .set("fetch.wait.max.ms", args.fetch_wait_ms.to_string())
         .set("fetch.queue.backoff.ms", "10")
         .set("enable.partition.eof", "false");
     let consumer: BaseConsumer = cfg.create().context("cannot create the consumer")?;

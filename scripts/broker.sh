@@ -2,7 +2,7 @@
 # Manage the test broker: Tansu 0.6.0 (Apache-Kafka-compatible, written in Rust) on SQLite storage.
 #
 #   scripts/broker.sh install                              # cargo install tansu 0.6.0 (cached; ~8 min first time)
-#   scripts/broker.sh start [--port P] [--dir D]           # start in background, wait for Kafka metadata, print bootstrap
+#   scripts/broker.sh start [--port P] [--dir D] [--storage sqlite|memory]   # start in background, wait for Kafka metadata, print bootstrap
 #   scripts/broker.sh stop  [--dir D]                      # stop the broker started with the same --dir
 #   scripts/broker.sh status [--port P] [--dir D]          # is it up?
 #   scripts/broker.sh create-topic NAME PARTITIONS [--port P]   # via `tansu topic create`
@@ -10,9 +10,13 @@
 # Defaults: --port 9092, --dir ${CHURNGUARD_BROKER_DIR:-/tmp/churnguard-broker}.
 #
 # Notes (see tests/util/mod.rs for the harness used by `cargo test`, which starts its own private broker):
-#   * Storage is always sqlite:// (never memory://: the in-memory engine loses fetches that start
-#     inside a multi-record batch). A sqlite:// path resolves against the cwd, so the broker is
-#     started from inside its data dir.
+#   * Storage is sqlite:// for everything that checks correctness. The in-memory engine loses
+#     fetches that start inside a multi-record batch and misreports the high watermark;
+#     `--storage memory` exists only for throughput benchmarks that read a topic from the start
+#     with a fresh group (scripts/bench.sh --broker-engine memory). It needs a tansu built with
+#     the dynostore feature: `cargo install tansu --version 0.6.0 --locked --no-default-features
+#     --features libsql,dynostore --root DIR`, then TANSU_BIN=DIR/bin/tansu.
+#     A sqlite:// path resolves against the cwd, so the broker is started from inside its data dir.
 #   * Tansu does not auto-create topics: create them (here, or with the rdkafka AdminClient).
 #   * Do not use Debian's librdkafka/kcat against Tansu: they fail the ApiVersions handshake.
 set -euo pipefail
@@ -20,13 +24,17 @@ set -euo pipefail
 TANSU_VERSION=0.6.0
 PORT=9092
 DIR="${CHURNGUARD_BROKER_DIR:-/tmp/churnguard-broker}"
+STORAGE_URL=sqlite://tansu.db
 START_TIMEOUT_S=${BROKER_START_TIMEOUT_S:-60}
 INSTALL_WAIT_S=${TANSU_INSTALL_WAIT_S:-1800}
 
 die() { echo "broker.sh: $*" >&2; exit 1; }
 
 find_tansu() {
-    if command -v tansu >/dev/null 2>&1; then
+    if [[ -n ${TANSU_BIN:-} ]]; then
+        [[ -x $TANSU_BIN ]] || die "TANSU_BIN=$TANSU_BIN is not executable"
+        echo "$TANSU_BIN"
+    elif command -v tansu >/dev/null 2>&1; then
         command -v tansu
     elif [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]]; then
         echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
@@ -101,7 +109,7 @@ cmd_start() {
         # a .env from its cwd, which is the data dir here.
         exec setsid "$bin" broker \
             --cluster-id churnguard-test \
-            --storage-engine "sqlite://tansu.db" \
+            --storage-engine "$STORAGE_URL" \
             --listener-url "tcp://127.0.0.1:$PORT" \
             --advertised-listener-url "tcp://127.0.0.1:$PORT" \
             </dev/null >>"$DIR/tansu.log" 2>&1
@@ -154,6 +162,13 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --port) PORT=$2; shift 2 ;;
         --dir) DIR=$2; shift 2 ;;
+        --storage)
+            case $2 in
+                sqlite) STORAGE_URL=sqlite://tansu.db ;;
+                memory) STORAGE_URL=memory://tansu/ ;;
+                *) die "--storage takes sqlite or memory, not $2" ;;
+            esac
+            shift 2 ;;
         *) args+=("$1"); shift ;;
     esac
 done

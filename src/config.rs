@@ -102,6 +102,15 @@ pub struct KafkaArgs {
     /// Consumer group session timeout (milliseconds).
     #[arg(long, env = "CHURNGUARD_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
     pub session_timeout_ms: u64,
+    /// Longest time the broker may hold a fetch that has no new data (milliseconds).
+    ///
+    /// Apache Kafka answers a fetch as soon as data arrives, so there this only bounds idle
+    /// polling. Some Kafka-compatible brokers hold every fetch for (half of) this time even when
+    /// data is waiting (Tansu 0.6 does), which makes it a floor on alert latency and a cap on
+    /// throughput: librdkafka's 500 ms default cost ~250 ms per fetch there.
+    #[arg(long, env = "CHURNGUARD_FETCH_WAIT_MS", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub fetch_wait_ms: u64,
     /// Extra librdkafka settings as key=value (repeatable), e.g. security.protocol=ssl.
     #[arg(
         long = "kafka-option",

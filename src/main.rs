@@ -117,6 +117,7 @@ async fn run(args: RunArgs) -> Result<()> {
         changelog_topic: args.kafka.changelog_topic(),
         commit_interval: Duration::from_millis(args.kafka.commit_interval_ms.max(100)),
         session_timeout_ms: args.kafka.session_timeout_ms,
+        fetch_wait_ms: args.kafka.fetch_wait_ms,
         kafka_options,
         engine: args.engine.engine_config()?,
         max_future_skew: args.engine.max_future_skew(),

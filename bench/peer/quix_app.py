@@ -22,6 +22,7 @@ Variants (argv[1]):
                .current(); no alert rule (combining the three branch outputs would
                need a join, which Quix has no built-in for here) -- measures the
                cost of the built-in window machinery only.
+Env: FETCH_WAIT_MS (default 500, librdkafka's) -> consumer fetch.wait.max.ms.
 Env: NO_CHANGELOG=1 -> Application(use_changelog_topics=False).
 
 Stops (app.stop()) when TARGET (1,000,000) rows have gone through the pipeline.
@@ -60,7 +61,9 @@ app = Application(
     consumer_group=GROUP,
     auto_offset_reset="earliest",
     state_dir=STATE_DIR,
-    consumer_extra_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
+    consumer_extra_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
+                           # The bench gives every consumer the same fetch.wait.max.ms.
+                           "fetch.wait.max.ms": int(os.environ.get("FETCH_WAIT_MS", "500"))},
     loglevel=os.environ.get("LOGLEVEL", "INFO"),
     use_changelog_topics=os.environ.get("NO_CHANGELOG") != "1",
 )

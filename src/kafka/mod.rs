@@ -41,6 +41,8 @@ pub struct PipelineConfig {
     pub changelog_topic: Option<String>,
     pub commit_interval: Duration,
     pub session_timeout_ms: u64,
+    /// `fetch.wait.max.ms` of the input consumer (see `--fetch-wait-ms`).
+    pub fetch_wait_ms: u64,
     pub kafka_options: Vec<(String, String)>,
     pub engine: EngineConfig,
     pub max_future_skew: Millis,

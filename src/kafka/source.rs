@@ -160,6 +160,7 @@ pub fn create(
             pipeline.session_timeout_ms.to_string(),
         )
         .set("statistics.interval.ms", "1000")
+        .set("fetch.wait.max.ms", pipeline.fetch_wait_ms.to_string())
         // The default 1000 ms backoff throttles a caught-up consumer's fetches; 100 ms keeps
         // latency low without busy polling.
         .set("fetch.queue.backoff.ms", "100")
