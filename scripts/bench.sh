@@ -273,7 +273,7 @@ done
 LIVE_SECS=$(python3 -c "print(max(1.0, ($DUE_LAST + 3000 - $(now_ms)) / 1000))")
 log "latency: caught up $(((DUE_FIRST - $(now_ms)) / 1000)) s before the due window; live at $LAT_RATE ev/s for ${LIVE_SECS}s"
 "$BIN" loadgen --brokers "$BROKERS" --topic lat-activity --users "$LAT_USERS" --events 0 --seed 7 \
-    --live-secs "$LIVE_SECS" --live-rate "$LAT_RATE" >"$WORK/lat-live.json" 2>"$WORK/lat-live.log"
+    --live-secs "$LIVE_SECS" --live-rate "$LAT_RATE" --kafka-option linger.ms=5 >"$WORK/lat-live.json" 2>"$WORK/lat-live.log"
 wait "$PROBE_PID" || die "latency probe failed; see $WORK/latency.log"
 wait "$FLOOR_PID" || die "floor probe failed; see $WORK/latency-floor.log"
 LAT_LAG=$(metric "$CG_METRICS" churnguard_consumer_lag_messages)

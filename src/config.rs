@@ -106,9 +106,11 @@ pub struct KafkaArgs {
     ///
     /// Apache Kafka answers a fetch as soon as data arrives, so there this only bounds idle
     /// polling. Some Kafka-compatible brokers hold every fetch for (half of) this time even when
-    /// data is waiting (Tansu 0.6 does), which makes it a floor on alert latency and a cap on
-    /// throughput: librdkafka's 500 ms default cost ~250 ms per fetch there.
-    #[arg(long, env = "CHURNGUARD_FETCH_WAIT_MS", default_value_t = 50,
+    /// data is waiting (Tansu 0.6 does), which makes it a floor on alert latency there: the
+    /// default (librdkafka's 500) costs ~250 ms per hop on Tansu, 10 costs ~10 ms. Lower is not
+    /// free there either: with several group members at 50 ms, Tansu's SQLite engine fell behind
+    /// on group requests (sessions timed out) in our fault tests.
+    #[arg(long, env = "CHURNGUARD_FETCH_WAIT_MS", default_value_t = 500,
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub fetch_wait_ms: u64,
     /// Extra librdkafka settings as key=value (repeatable), e.g. security.protocol=ssl.

@@ -140,7 +140,7 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<
         changelog_topic: Some(CHANGELOG.into()),
         commit_interval: Duration::from_secs(2),
         session_timeout_ms: 6_000,
-        fetch_wait_ms: 50,
+        fetch_wait_ms: 500,
         kafka_options: Vec::new(),
         engine: EngineConfig::default(),
         max_future_skew: 3_600_000,

@@ -258,7 +258,8 @@ pub async fn run(
         },
         &cfg.kafka_options,
         Arc::clone(&metrics),
-    )?;
+    )?
+    .abort_on(shutdown.clone());
     if let Some(changelog) = &cfg.changelog_topic {
         state::ensure_changelog(
             &cfg.brokers,
@@ -368,7 +369,25 @@ pub async fn run(
     p.ready.store(false, Ordering::Relaxed);
     p.metrics.ready.set(0);
     p.export_engine_stats();
-    let final_checkpoint = p.checkpoint(CommitMode::Sync, cfg.shutdown_timeout);
+    // A send gave up on a full queue at shutdown (the broker stopped acknowledging): a final
+    // checkpoint could not be delivered either. Exit without committing; a restart resumes from
+    // the last checkpoint, which is the same as after a crash.
+    let gave_up = |r: &Result<(), PipelineError>| {
+        matches!(r, Err(PipelineError::Sink(SinkError::ShuttingDown)))
+    };
+    let outcome = if gave_up(&outcome) {
+        tracing::warn!("shutdown with the producer queue full; offsets not committed");
+        Ok(())
+    } else {
+        outcome
+    };
+    let mut final_checkpoint = p.checkpoint(CommitMode::Sync, cfg.shutdown_timeout);
+    if gave_up(&final_checkpoint) {
+        tracing::warn!(
+            "final checkpoint abandoned: the producer queue is full; offsets not committed"
+        );
+        final_checkpoint = Ok(());
+    }
     // Whatever periodic checkpoints still waited is covered by the final one.
     p.pending_commits.clear();
     p.consumer.unsubscribe();
