@@ -864,10 +864,13 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
             .collect::<Vec<_>>(),
         "features_dropped_as_constant": dropped,
         "params": params,
-        "bgnbd": bgnbd_record,
         "threshold_objective": objective,
         "metrics": metrics,
     });
+    // Only when used: retraining a model without BG/NBD keeps the record (and version) as before.
+    if let (false, Some(t)) = (bgnbd_record.is_null(), artifact.training.as_object_mut()) {
+        t.insert("bgnbd".into(), bgnbd_record);
+    }
     let summary = artifact.training.clone();
     Ok(Trained {
         artifact,
