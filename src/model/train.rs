@@ -12,6 +12,11 @@
 //! on 0/1 labels (probability = mean of the trees; trees stored in our own format, see
 //! [`super::forest`]). The threshold is chosen on the training rows, for max F1 or for an alert
 //! budget (the top k % of users by risk).
+//!
+//! With `bgnbd` (or a `bgnbd_*` name in `features`) a BG/NBD model is fitted first, on the
+//! training rows' purchase histories or on every user's at a given cutoff no later than the
+//! validation cutoff (features only, no labels), and its P(alive) and expected purchases become
+//! inputs like engine features; the fitted parameters go into the artifact (format 3).
 
 use ahash::AHashMap;
 use serde_json::json;
