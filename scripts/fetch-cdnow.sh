@@ -3,7 +3,9 @@
 # 1997-01-01..1998-06-30) and converts it to churnguard events in data/cdnow/events.jsonl.
 #
 # Source: the file ships inside the PyPI wheel lifetimes==0.11.3 at
-# lifetimes/datasets/CDNOW_master.txt; `pip download --no-deps` fetches just that wheel.
+# lifetimes/datasets/CDNOW_master.txt; `pip download --no-deps` fetches just that wheel. The
+# wheel's cdnow_customers_summary.csv (the 2,357-customer calibration summary of Fader, Hardie &
+# Lee 2005) is extracted too: tests/cdnow.rs checks the BG/NBD fit against the published one.
 # If pip cannot (offline), ../shared/data/cdnow/CDNOW_master.txt is used when present.
 # data/ is gitignored: the raw file and the events are never committed.
 set -euo pipefail
@@ -14,17 +16,22 @@ raw="$out/CDNOW_master.txt"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-if [[ ! -s "$raw" ]]; then
+summary="$out/cdnow_customers_summary.csv"
+if [[ ! -s "$raw" || ! -s "$summary" ]]; then
   pip=""
   for p in pip3 pip; do command -v "$p" >/dev/null && { pip=$p; break; }; done
   if [[ -n "$pip" ]] && "$pip" download --no-deps --quiet --dest "$tmp" lifetimes==0.11.3; then
     wheel=$(ls "$tmp"/*.whl | head -n1)
-    python3 - "$wheel" "$raw" <<'PY'
+    python3 - "$wheel" "$raw" "$summary" <<'PY'
 import sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as f:
-    f.write(z.read("lifetimes/datasets/CDNOW_master.txt"))
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for name, dst in [("CDNOW_master.txt", sys.argv[2]), ("cdnow_customers_summary.csv", sys.argv[3])]:
+        with open(dst, "wb") as f:
+            f.write(z.read("lifetimes/datasets/" + name))
 PY
-    echo "extracted CDNOW_master.txt from $(basename "$wheel")" >&2
+    echo "extracted CDNOW_master.txt and cdnow_customers_summary.csv from $(basename "$wheel")" >&2
+  elif [[ -s "$raw" ]]; then
+    echo "pip download failed; the BG/NBD reference summary is not available" >&2
   elif [[ -s ../shared/data/cdnow/CDNOW_master.txt ]]; then
     echo "pip download failed; using ../shared/data/cdnow/CDNOW_master.txt" >&2
     cp ../shared/data/cdnow/CDNOW_master.txt "$raw"

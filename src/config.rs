@@ -342,6 +342,18 @@ pub struct TrainArgs {
     /// in the artifact so serving applies the same curve.
     #[arg(long, default_value_t = 0)]
     pub spline_knots: usize,
+    /// Fit BG/NBD (Fader, Hardie & Lee 2005) and add its P(alive) and expected purchases as
+    /// model inputs (`bgnbd_p_alive`, `bgnbd_expected_purchases`); its parameters are stored in
+    /// the artifact. Naming either input in --features turns this on too.
+    #[arg(long)]
+    pub bgnbd: bool,
+    /// Horizon of `bgnbd_expected_purchases` (`13w`, `273d`; default: the label horizon).
+    #[arg(long)]
+    pub bgnbd_horizon: Option<String>,
+    /// Fit BG/NBD on every user's features at this cutoff (no labels, so any cutoff up to the
+    /// validation cutoff is honest; default: on the training rows).
+    #[arg(long)]
+    pub bgnbd_fit_at: Option<String>,
     /// Trees in the forest.
     #[arg(long, default_value_t = 100)]
     pub trees: usize,

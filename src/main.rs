@@ -244,6 +244,24 @@ fn train_cmd(args: &TrainArgs) -> Result<()> {
             .transpose()
             .map_err(msg)?,
         features: (!args.features.is_empty()).then(|| args.features.clone()),
+        bgnbd: (args.bgnbd || args.bgnbd_horizon.is_some() || args.bgnbd_fit_at.is_some())
+            .then(|| -> Result<train::BgNbdConfig> {
+                Ok(train::BgNbdConfig {
+                    horizon: args
+                        .bgnbd_horizon
+                        .as_deref()
+                        .map(parse_duration)
+                        .transpose()
+                        .map_err(msg)?,
+                    fit_at: args
+                        .bgnbd_fit_at
+                        .as_deref()
+                        .map(parse_instant)
+                        .transpose()
+                        .map_err(msg)?,
+                })
+            })
+            .transpose()?,
         kind,
         spline_knots: args.spline_knots,
         threshold: match args.alert_budget {

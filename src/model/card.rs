@@ -70,6 +70,26 @@ pub fn model_card(model: &Model, source: &str, notes: Option<&str>) -> String {
         thr = a.threshold,
         obj = s(&t["threshold_objective"]),
     );
+    // The derived inputs' fitted parameters, so a reader sees what serving will compute.
+    if let Some(d) = model.derived() {
+        let p = d.bgnbd.params;
+        out.push_str(&format!(
+            "- BG/NBD inputs (`bgnbd_p_alive`, `bgnbd_expected_purchases` over {h} days): \
+             r = {r:.4}, α = {al:.4}, a = {a:.4}, b = {b:.4} (time unit {u} days), fitted on \
+             {on} ({n} customers, log-likelihood {ll}).\n",
+            h = d.bgnbd.horizon_days,
+            r = p.r,
+            al = p.alpha,
+            a = p.a,
+            b = p.b,
+            u = d.bgnbd.time_unit_days,
+            on = s(&t["bgnbd"]["fitted_on"]),
+            n = t["bgnbd"]["customers"],
+            ll = t["bgnbd"]["log_likelihood"]
+                .as_f64()
+                .map_or_else(|| "?".into(), |v| format!("{v:.1}")),
+        ));
+    }
     let evals: Vec<Evaluation> = t["metrics"]["evaluations"]
         .as_array()
         .map(|v| {

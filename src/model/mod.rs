@@ -17,8 +17,15 @@
 //!   set to its training mean), i.e. how many log-odds of risk this feature's value adds compared
 //!   with an average user — the same unit as the regression's reasons.
 //!
-//! Both formats are read; format 1 files (e.g. `models/churn-lr.json`) keep loading unchanged.
+//! - Either kind with **derived inputs** (format `churnguard-model/3` = format 2 plus a
+//!   `derived` key): model-level features computed from the engine's features with parameters
+//!   fitted at training time, today BG/NBD's P(alive) and expected purchases (see [`bgnbd`]).
+//!   The parameters live in the artifact so serving derives exactly what training did; model
+//!   features name them like engine features (`bgnbd_p_alive`, `bgnbd_expected_purchases`).
+//!
+//! All formats are read; format 1 files (e.g. `models/churn-lr.json`) keep loading unchanged.
 
+pub mod bgnbd;
 pub mod card;
 pub mod evaluate;
 pub mod forest;
@@ -33,13 +40,87 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::features::{FeatureVector, FEATURE_NAMES};
+use crate::features::{FeatureVector, FEATURE_NAMES, NUM_FEATURES};
+use bgnbd::{BgNbdParams, CustomerReader};
 pub use forest::Forest;
 
 /// Format tag of logistic-regression artifacts (unchanged since the first release).
 pub const ARTIFACT_FORMAT: &str = "churnguard-model/1";
 /// Format tag of artifacts that carry a tree ensemble under the `forest` key.
 pub const ARTIFACT_FORMAT_V2: &str = "churnguard-model/2";
+/// Format tag of artifacts with derived inputs under the `derived` key (format 2 plus it).
+pub const ARTIFACT_FORMAT_V3: &str = "churnguard-model/3";
+/// Names of the derived inputs a model may use, after the engine's [`FEATURE_NAMES`]: model
+/// feature `NUM_FEATURES + k` is `DERIVED_NAMES[k]`.
+pub const DERIVED_NAMES: [&str; NUM_DERIVED] = ["bgnbd_p_alive", "bgnbd_expected_purchases"];
+/// Number of derived inputs.
+pub const NUM_DERIVED: usize = 2;
+
+/// The model-level transforms a format-3 artifact carries, fitted at training time so serving
+/// derives exactly the inputs training saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DerivedSpec {
+    pub bgnbd: BgNbdSpec,
+}
+
+/// A fitted BG/NBD model as a feature transform: `bgnbd_p_alive` and
+/// `bgnbd_expected_purchases` (over `horizon_days`) from the engine's purchase count, recency
+/// and purchase cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BgNbdSpec {
+    pub params: BgNbdParams,
+    /// The model's time unit in days (7: the parameters are per week, as published).
+    pub time_unit_days: f64,
+    /// Horizon of the expected-purchases input, in days.
+    pub horizon_days: f64,
+}
+
+impl BgNbdSpec {
+    fn validate(&self) -> Result<(), String> {
+        self.params.validate().map_err(|e| e.to_string())?;
+        if !(self.time_unit_days.is_finite()
+            && self.time_unit_days > 0.0
+            && self.horizon_days.is_finite()
+            && self.horizon_days >= 0.0)
+        {
+            return Err(format!(
+                "BG/NBD time unit {} and horizon {} days must be positive",
+                self.time_unit_days, self.horizon_days
+            ));
+        }
+        Ok(())
+    }
+
+    /// The derived inputs of one feature vector, in [`DERIVED_NAMES`] order.
+    pub fn values(&self, reader: &CustomerReader, x: &FeatureVector) -> [f64; NUM_DERIVED] {
+        let c = reader.customer(x, self.time_unit_days);
+        [
+            self.params.p_alive(&c),
+            self.params
+                .expected_purchases(&c, self.horizon_days / self.time_unit_days),
+        ]
+    }
+}
+
+/// Index of an engine feature or a derived input by name (derived ones after the engine's).
+pub fn input_index(name: &str) -> Option<usize> {
+    FeatureVector::index_of(name).or_else(|| {
+        DERIVED_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .map(|k| NUM_FEATURES + k)
+    })
+}
+
+/// The name of input `i` (see [`input_index`]).
+pub fn input_name(i: usize) -> &'static str {
+    if i < NUM_FEATURES {
+        FEATURE_NAMES[i]
+    } else {
+        DERIVED_NAMES[i - NUM_FEATURES]
+    }
+}
+
 /// `kind` of logistic-regression models.
 pub const KIND_LR: &str = "logistic_regression";
 /// `kind` of random-forest-regressor models.
@@ -58,7 +139,7 @@ pub enum ModelError {
         path: String,
         source: serde_json::Error,
     },
-    #[error("model file {path} has format {found:?}; this build reads {ARTIFACT_FORMAT:?} and {ARTIFACT_FORMAT_V2:?}")]
+    #[error("model file {path} has format {found:?}; this build reads {ARTIFACT_FORMAT:?}, {ARTIFACT_FORMAT_V2:?} and {ARTIFACT_FORMAT_V3:?}")]
     Format { path: String, found: String },
     #[error(
         "model {path} uses feature {name:?}, which this build of churnguard does not compute \
@@ -190,12 +271,26 @@ impl ModelArtifact {
     /// Content-hash version of the artifact together with a forest (format 2): the hash covers
     /// the trees too; without a forest it hashes the artifact alone (format 1).
     pub fn compute_version_with(&self, forest: Option<&Forest>) -> String {
+        self.compute_version_full(forest, None)
+    }
+
+    /// Content-hash version covering the forest and the derived transforms when present
+    /// (without them, the same hash as formats 1 and 2, so their versions never change).
+    pub fn compute_version_full(
+        &self,
+        forest: Option<&Forest>,
+        derived: Option<&DerivedSpec>,
+    ) -> String {
         let mut unversioned = self.clone();
         unversioned.version = String::new();
         let mut h = Sha256::new();
         h.update(serde_json::to_vec(&unversioned).unwrap_or_default());
         if let Some(forest) = forest {
             h.update(serde_json::to_vec(forest).unwrap_or_default());
+        }
+        if let Some(derived) = derived {
+            h.update(b"derived");
+            h.update(serde_json::to_vec(derived).unwrap_or_default());
         }
         format!("sha256:{}", crate::hex_prefix(&h.finalize(), 8))
     }
@@ -207,8 +302,18 @@ impl ModelArtifact {
 
     /// Writes the artifact, plus the forest under `forest` for tree models, with its version.
     pub fn save_with(&mut self, forest: Option<&Forest>, path: &Path) -> Result<(), ModelError> {
-        self.version = self.compute_version_with(forest);
-        let text = match forest {
+        self.save_full(forest, None, path)
+    }
+
+    /// Writes the artifact with its forest and derived transforms, when present, and version.
+    pub fn save_full(
+        &mut self,
+        forest: Option<&Forest>,
+        derived: Option<&DerivedSpec>,
+        path: &Path,
+    ) -> Result<(), ModelError> {
+        self.version = self.compute_version_full(forest, derived);
+        let mut text = match forest {
             None => serde_json::to_string_pretty(self).unwrap_or_default(),
             Some(f) => {
                 #[derive(Serialize)]
@@ -234,6 +339,18 @@ impl ModelArtifact {
                     .replace("\"@TREES@\"", &format!("[\n{}\n    ]", lines.join(",\n")))
             }
         };
+        if let Some(d) = derived {
+            // Appended as the last key so the trees' one-line layout above is kept.
+            let body = serde_json::to_string_pretty(&serde_json::json!({ "derived": d }))
+                .unwrap_or_default();
+            let inner = body
+                .trim()
+                .trim_start_matches('{')
+                .trim_end_matches('}')
+                .trim_end();
+            let head = text.trim_end().trim_end_matches('}').trim_end();
+            text = format!("{head},{inner}\n}}");
+        }
         std::fs::write(path, text + "\n").map_err(|source| ModelError::Write {
             path: path.display().to_string(),
             source,
@@ -257,6 +374,8 @@ pub struct Model {
     indices: Vec<usize>,
     /// The trees of a `random_forest_regressor` (format 2); `None` for logistic regression.
     forest: Option<Forest>,
+    /// Derived-input transforms (format 3) and where they read the engine's features.
+    derived: Option<(DerivedSpec, CustomerReader)>,
     shared_version: Arc<str>,
 }
 
@@ -288,6 +407,15 @@ impl Model {
                 path: p.clone(),
                 source,
             })?;
+        let derived = match value.as_object_mut().and_then(|o| o.remove("derived")) {
+            Some(d) => Some(serde_json::from_value::<DerivedSpec>(d).map_err(|source| {
+                ModelError::Parse {
+                    path: p.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
         let forest =
             match value.as_object_mut().and_then(|o| o.remove("forest")) {
                 Some(f) => Some(serde_json::from_value::<Forest>(f).map_err(|source| {
@@ -303,7 +431,7 @@ impl Model {
                 path: p.clone(),
                 source,
             })?;
-        Model::from_parts(artifact, forest, &p)
+        Model::from_parts_full(artifact, forest, derived, &p)
     }
 
     /// Validates an in-memory artifact (`origin` names it in errors).
@@ -317,17 +445,46 @@ impl Model {
         forest: Option<Forest>,
         origin: &str,
     ) -> Result<Model, ModelError> {
+        Model::from_parts_full(artifact, forest, None, origin)
+    }
+
+    /// Validates an artifact with its forest and derived transforms (`origin` names it in
+    /// errors). Derived inputs need format 3, and format 3 needs them.
+    pub fn from_parts_full(
+        artifact: ModelArtifact,
+        forest: Option<Forest>,
+        derived: Option<DerivedSpec>,
+        origin: &str,
+    ) -> Result<Model, ModelError> {
         let inconsistent = |detail: String| ModelError::Inconsistent {
             path: origin.into(),
             detail,
         };
+        let derived = match (artifact.format.as_str(), derived) {
+            (ARTIFACT_FORMAT_V3, Some(d)) => {
+                d.bgnbd.validate().map_err(inconsistent)?;
+                let reader = CustomerReader::new().map_err(|e| inconsistent(e.to_string()))?;
+                Some((d, reader))
+            }
+            (ARTIFACT_FORMAT_V3, None) => {
+                return Err(inconsistent(format!(
+                    "format {ARTIFACT_FORMAT_V3:?} needs a `derived` key"
+                )))
+            }
+            (_, Some(_)) => {
+                return Err(inconsistent(format!(
+                    "a `derived` key needs format {ARTIFACT_FORMAT_V3:?}"
+                )))
+            }
+            (_, None) => None,
+        };
         let forest = match (artifact.format.as_str(), artifact.kind.as_str(), forest) {
-            (ARTIFACT_FORMAT | ARTIFACT_FORMAT_V2, KIND_LR, None) => None,
-            (ARTIFACT_FORMAT_V2, KIND_FOREST, Some(mut f)) => {
+            (ARTIFACT_FORMAT | ARTIFACT_FORMAT_V2 | ARTIFACT_FORMAT_V3, KIND_LR, None) => None,
+            (ARTIFACT_FORMAT_V2 | ARTIFACT_FORMAT_V3, KIND_FOREST, Some(mut f)) => {
                 f.compile(artifact.features.len()).map_err(inconsistent)?;
                 Some(f)
             }
-            (ARTIFACT_FORMAT | ARTIFACT_FORMAT_V2, kind, f) => {
+            (ARTIFACT_FORMAT | ARTIFACT_FORMAT_V2 | ARTIFACT_FORMAT_V3, kind, f) => {
                 return Err(inconsistent(format!(
                     "kind {kind:?} {} a forest; known kinds: {KIND_LR:?} (no forest), \
                      {KIND_FOREST:?} (format {ARTIFACT_FORMAT_V2:?} with a forest)",
@@ -343,12 +500,17 @@ impl Model {
         };
         let mut indices = Vec::with_capacity(artifact.features.len());
         for f in &artifact.features {
-            let idx =
-                FeatureVector::index_of(&f.name).ok_or_else(|| ModelError::UnknownFeature {
-                    path: origin.into(),
-                    name: f.name.clone(),
-                    known: FEATURE_NAMES.join(", "),
-                })?;
+            let idx = input_index(&f.name).ok_or_else(|| ModelError::UnknownFeature {
+                path: origin.into(),
+                name: f.name.clone(),
+                known: FEATURE_NAMES.join(", "),
+            })?;
+            if idx >= NUM_FEATURES && derived.is_none() {
+                return Err(inconsistent(format!(
+                    "feature {:?} is derived but the artifact carries no derived transforms",
+                    f.name
+                )));
+            }
             if !(f.std.is_finite()
                 && f.std > 0.0
                 && f.mean.is_finite()
@@ -379,7 +541,30 @@ impl Model {
             artifact,
             indices,
             forest,
+            derived,
         })
+    }
+
+    /// The derived transforms, for a format-3 model.
+    pub fn derived(&self) -> Option<&DerivedSpec> {
+        self.derived.as_ref().map(|(d, _)| d)
+    }
+
+    /// The derived inputs of `x` (zeros without derived transforms: nothing reads them then).
+    fn derived_values(&self, x: &FeatureVector) -> [f64; NUM_DERIVED] {
+        match &self.derived {
+            Some((d, reader)) => d.bgnbd.values(reader, x),
+            None => [0.0; NUM_DERIVED],
+        }
+    }
+
+    /// Raw value of model input `i` (an engine feature or a derived input).
+    fn raw(x: &FeatureVector, d: &[f64; NUM_DERIVED], i: usize) -> f64 {
+        if i < NUM_FEATURES {
+            x.values[i]
+        } else {
+            d[i - NUM_FEATURES]
+        }
     }
 
     /// The trees, for a tree model.
@@ -389,18 +574,21 @@ impl Model {
 
     /// Writes this model (artifact and, for tree models, the forest) with its version filled in.
     pub fn save(&mut self, path: &Path) -> Result<(), ModelError> {
-        self.artifact.save_with(self.forest.as_ref(), path)?;
+        let derived = self.derived.as_ref().map(|(d, _)| d);
+        self.artifact
+            .save_full(self.forest.as_ref(), derived, path)?;
         self.shared_version = Arc::from(self.artifact.version.as_str());
         Ok(())
     }
 
     /// Standardised model inputs, in the artifact's feature order.
     pub fn inputs(&self, x: &FeatureVector) -> Vec<f64> {
+        let d = self.derived_values(x);
         self.artifact
             .features
             .iter()
             .zip(&self.indices)
-            .map(|(f, &i)| (f.transform.apply(x.values[i]) - f.mean) / f.std)
+            .map(|(f, &i)| (f.transform.apply(Self::raw(x, &d, i)) - f.mean) / f.std)
             .collect()
     }
 
@@ -430,6 +618,14 @@ impl Model {
         if let Some(forest) = &self.forest {
             return logit_of(forest.predict(&self.inputs(x)));
         }
+        if self.derived.is_some() {
+            let d = self.derived_values(x);
+            let mut z = self.artifact.intercept;
+            for (f, &i) in self.artifact.features.iter().zip(&self.indices) {
+                z += f.coef * (f.transform.apply(Self::raw(x, &d, i)) - f.mean) / f.std;
+            }
+            return z;
+        }
         let mut z = self.artifact.intercept;
         for (f, &i) in self.artifact.features.iter().zip(&self.indices) {
             z += f.coef * (f.transform.apply(x.values[i]) - f.mean) / f.std;
@@ -440,9 +636,11 @@ impl Model {
     /// An upper bound of the log-odds at every instant between two snapshots of a silent user
     /// (see [`FeatureVector::silent_range`]): each term of a linear model is monotone in its
     /// input, so its largest value over a range sits at one end. `None` for forests, whose
-    /// output has no such structure.
+    /// output has no such structure, and for derived inputs, whose range over a silence is not
+    /// derived from the engine's bounds (the engine then re-scores periodically instead).
     pub fn silent_logit_bound(&self, start: &FeatureVector, end: &FeatureVector) -> Option<f64> {
         if self.forest.is_some()
+            || self.derived.is_some()
             || !self
                 .artifact
                 .features
@@ -486,22 +684,27 @@ impl Model {
                     })
                     .collect()
             }
-            None => self
-                .artifact
-                .features
-                .iter()
-                .zip(&self.indices)
-                .map(|(f, &i)| f.coef * (f.transform.apply(x.values[i]) - f.mean) / f.std)
-                .collect(),
+            None => {
+                let d = self.derived_values(x);
+                self.artifact
+                    .features
+                    .iter()
+                    .zip(&self.indices)
+                    .map(|(f, &i)| {
+                        f.coef * (f.transform.apply(Self::raw(x, &d, i)) - f.mean) / f.std
+                    })
+                    .collect()
+            }
         };
+        let d = self.derived_values(x);
         // A feature with spline terms appears several times: its contribution is their sum.
         let mut all: Vec<Contribution> = Vec::with_capacity(self.indices.len());
         for (&i, contribution) in self.indices.iter().zip(contributions) {
-            match all.iter_mut().find(|c| c.feature == FEATURE_NAMES[i]) {
+            match all.iter_mut().find(|c| c.feature == input_name(i)) {
                 Some(c) => c.contribution += contribution,
                 None => all.push(Contribution {
-                    feature: FEATURE_NAMES[i],
-                    value: x.values[i],
+                    feature: input_name(i),
+                    value: Self::raw(x, &d, i),
                     contribution,
                 }),
             }
@@ -638,6 +841,69 @@ mod tests {
         let mut bad = artifact();
         bad.features[0].transform = Transform::Hinge { knot: f64::NAN };
         assert!(Model::from_artifact(bad, "x").is_err());
+    }
+
+    #[test]
+    fn derived_bgnbd_inputs_round_trip_and_need_format_3() {
+        let spec = DerivedSpec {
+            bgnbd: BgNbdSpec {
+                params: BgNbdParams {
+                    r: 0.243,
+                    alpha: 4.414,
+                    a: 0.793,
+                    b: 2.426,
+                },
+                time_unit_days: 7.0,
+                horizon_days: 273.0,
+            },
+        };
+        let mut a = artifact();
+        a.format = ARTIFACT_FORMAT_V3.into();
+        a.features[0] = ModelFeature {
+            name: "bgnbd_p_alive".into(),
+            transform: Transform::Identity,
+            mean: 0.5,
+            std: 0.25,
+            coef: -1.0,
+        };
+        let mut x = FeatureVector {
+            values: [0.0; crate::features::NUM_FEATURES],
+        };
+        let set = |x: &mut FeatureVector, n: &str, v: f64| {
+            x.values[FeatureVector::index_of(n).unwrap()] = v;
+        };
+        // Customer 1 of Fader-Hardie's data: x = 2, t_x = 30.43, T = 38.86 weeks.
+        set(&mut x, "purchases_total", 3.0);
+        set(&mut x, "mean_interpurchase_days", 30.43 * 7.0 / 2.0);
+        set(&mut x, "days_since_last_purchase", (38.86 - 30.43) * 7.0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.json");
+        let mut m = Model::from_parts_full(a.clone(), None, Some(spec.clone()), "t").unwrap();
+        m.save(&path).unwrap();
+        let loaded = Model::load(&path).unwrap();
+        assert_eq!(loaded.derived(), Some(&spec));
+        assert_ne!(
+            loaded.version(),
+            a.compute_version(),
+            "the hash covers `derived`"
+        );
+        // P(alive) = 0.72658 (independent reference, see bgnbd's tests).
+        let z = -1.0 - (0.726_578_570_080_673 - 0.5) / 0.25;
+        assert!((loaded.logit(&x) - z).abs() < 1e-9, "{}", loaded.logit(&x));
+        assert!((loaded.score(&x) - sigmoid(z)).abs() < 1e-9);
+        let r = &loaded.top_reasons(&x, 1)[0];
+        assert_eq!(r.feature, "bgnbd_p_alive");
+        assert!((r.value - 0.726_578_570_080_673).abs() < 1e-9);
+        assert!(loaded.silent_logit_bound(&x, &x).is_none());
+        // Derived inputs without their transforms, or transforms without format 3, are refused.
+        assert!(Model::from_parts_full(a.clone(), None, None, "t").is_err());
+        let mut v1 = a.clone();
+        v1.format = ARTIFACT_FORMAT.into();
+        assert!(Model::from_parts_full(v1.clone(), None, Some(spec.clone()), "t").is_err());
+        assert!(Model::from_artifact(v1, "t").is_err());
+        let mut bad = spec;
+        bad.bgnbd.params.a = 1.0;
+        assert!(Model::from_parts_full(a, None, Some(bad), "t").is_err());
     }
 
     #[test]

@@ -12,6 +12,11 @@
 //! on 0/1 labels (probability = mean of the trees; trees stored in our own format, see
 //! [`super::forest`]). The threshold is chosen on the training rows, for max F1 or for an alert
 //! budget (the top k % of users by risk).
+//!
+//! With `bgnbd` (or a `bgnbd_*` name in `features`) a BG/NBD model is fitted first, on the
+//! training rows' purchase histories or on every user's at a given cutoff no later than the
+//! validation cutoff (features only, no labels), and its P(alive) and expected purchases become
+//! inputs like engine features; the fitted parameters go into the artifact (format 3).
 
 use ahash::AHashMap;
 use serde_json::json;
@@ -23,16 +28,18 @@ use smartcore::linalg::basic::arrays::Array;
 use smartcore::linalg::basic::matrix::DenseMatrix;
 use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegressionParameters};
 
+use super::bgnbd::{self, CustomerReader};
 use super::evaluate::{evaluate_rows, Evaluation, DEFAULT_TOP_K_PCTS};
 use super::forest::{extract_smartcore_forest, Forest};
 use super::metrics::{best_f1_threshold, roc_auc};
 use super::{
-    Model, ModelArtifact, ModelFeature, Transform, ARTIFACT_FORMAT, ARTIFACT_FORMAT_V2,
-    KIND_FOREST, KIND_LR,
+    input_index, input_name, BgNbdSpec, DerivedSpec, Model, ModelArtifact, ModelFeature, Transform,
+    ARTIFACT_FORMAT, ARTIFACT_FORMAT_V2, ARTIFACT_FORMAT_V3, DERIVED_NAMES, KIND_FOREST, KIND_LR,
+    NUM_DERIVED,
 };
 use crate::engine::{Engine, EngineConfig};
 use crate::event::{Event, EventKind};
-use crate::features::{FeatureVector, FEATURE_NAMES};
+use crate::features::{FeatureVector, FEATURE_NAMES, NUM_FEATURES};
 use crate::{Millis, DAY_MS};
 
 /// Why training could not produce a model.
@@ -66,6 +73,20 @@ pub enum TrainError {
     UnknownFeature(String, String),
     #[error("smartcore failed to fit: {0}")]
     Fit(String),
+    #[error("BG/NBD: {0}")]
+    BgNbd(#[from] bgnbd::BgNbdError),
+    #[error("the BG/NBD fit cutoff {fit_at} lies after the validation cutoff {validation}: its features would see the validation period")]
+    BgNbdFitLeak { fit_at: String, validation: String },
+}
+
+/// How to fit the BG/NBD derived inputs (see [`super::bgnbd`]).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BgNbdConfig {
+    /// Horizon of `bgnbd_expected_purchases`; `None` = the training label horizon.
+    pub horizon: Option<Millis>,
+    /// Fit on every user's snapshot at this cutoff (features only, no labels, so any cutoff up
+    /// to the validation cutoff is honest); `None` = on the training rows.
+    pub fit_at: Option<Millis>,
 }
 
 /// Which model to fit.
@@ -125,8 +146,12 @@ pub struct TrainConfig {
     /// Rows at a cutoff are the users active within this before it; `None` = the cutoff's
     /// horizon (users silent longer than a horizon have churned already).
     pub active_within: Option<Millis>,
-    /// Restrict the model to these features (in [`FEATURE_NAMES`] order); `None` = all.
+    /// Restrict the model to these features (in [`FEATURE_NAMES`] order); `None` = all. Names
+    /// of derived inputs ([`DERIVED_NAMES`]) turn on the BG/NBD fit with default settings.
     pub features: Option<Vec<String>>,
+    /// Fit BG/NBD and offer its derived inputs to the model (all of them when `features` is
+    /// `None`).
+    pub bgnbd: Option<BgNbdConfig>,
     pub kind: ModelKind,
     /// Logistic regression only: spline knots per feature (0 = linear in the transformed
     /// feature). Each feature gets this many hinge terms at quantiles of its training values,
@@ -147,6 +172,7 @@ impl Default for TrainConfig {
             extra_evaluations: Vec::new(),
             active_within: None,
             features: None,
+            bgnbd: None,
             kind: ModelKind::LogisticRegression { alpha: 1.0 },
             spline_knots: 0,
             threshold: ThresholdObjective::MaxF1,
@@ -275,18 +301,27 @@ pub struct Trained {
     pub artifact: ModelArtifact,
     /// The trees of a forest model.
     pub forest: Option<Forest>,
+    /// The fitted derived-input transforms (BG/NBD), when used.
+    pub derived: Option<DerivedSpec>,
     pub summary: serde_json::Value,
 }
 
 impl Trained {
-    /// Writes the artifact (with the forest, for tree models) and fills in its version.
+    /// Writes the artifact (with the forest and derived transforms, when present) and fills in
+    /// its version.
     pub fn save(&mut self, path: &std::path::Path) -> Result<(), super::ModelError> {
-        self.artifact.save_with(self.forest.as_ref(), path)
+        self.artifact
+            .save_full(self.forest.as_ref(), self.derived.as_ref(), path)
     }
 
     /// The trained model, ready to score.
     pub fn model(&self) -> Result<Model, super::ModelError> {
-        Model::from_parts(self.artifact.clone(), self.forest.clone(), "training")
+        Model::from_parts_full(
+            self.artifact.clone(),
+            self.forest.clone(),
+            self.derived.clone(),
+            "training",
+        )
     }
 }
 
@@ -304,8 +339,9 @@ pub fn fingerprint(events: &[Event]) -> String {
 }
 
 fn transform_for(name: &str) -> Transform {
-    // Ratios and trends are already scale-free; counts, spend and day spans are heavy-tailed.
-    if name.ends_with("_trend") || name == "recency_vs_cycle" {
+    // Ratios, trends and probabilities are already scale-free; counts, spend, day spans and
+    // expected purchases are heavy-tailed.
+    if name.ends_with("_trend") || name == "recency_vs_cycle" || name == "bgnbd_p_alive" {
         Transform::Identity
     } else {
         Transform::Log1p
@@ -317,15 +353,12 @@ fn transform_for(name: &str) -> Transform {
 /// are skipped. Each term is standardised with training statistics like any feature.
 fn with_spline_terms(
     features: Vec<(usize, ModelFeature)>,
-    rows: &[&Row],
+    rows: &[[f64; NUM_INPUTS]],
     knots: usize,
 ) -> Vec<(usize, ModelFeature)> {
     let mut out = Vec::with_capacity(features.len() * (knots + 1));
     for (i, f) in features {
-        let mut values: Vec<f64> = rows
-            .iter()
-            .map(|r| f.transform.apply(r.features.values[i]))
-            .collect();
+        let mut values: Vec<f64> = rows.iter().map(|r| f.transform.apply(r[i])).collect();
         values.sort_by(f64::total_cmp);
         let mut placed: Vec<f64> = Vec::new();
         for j in 1..=knots {
@@ -359,6 +392,22 @@ fn with_spline_terms(
                 ));
             }
         }
+    }
+    out
+}
+
+/// Engine features followed by derived inputs: the raw values a model input can read.
+const NUM_INPUTS: usize = NUM_FEATURES + NUM_DERIVED;
+
+/// A row's raw inputs (derived ones 0 without BG/NBD; nothing reads them then).
+fn raw_inputs(
+    f: &FeatureVector,
+    derived: Option<&(DerivedSpec, CustomerReader)>,
+) -> [f64; NUM_INPUTS] {
+    let mut out = [0.0; NUM_INPUTS];
+    out[..NUM_FEATURES].copy_from_slice(&f.values);
+    if let Some((d, reader)) = derived {
+        out[NUM_FEATURES..].copy_from_slice(&d.bgnbd.values(reader, f));
     }
     out
 }
@@ -426,16 +475,39 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
             });
         }
     }
+    // Derived inputs named in --features turn the BG/NBD fit on.
+    let wants_derived = cfg
+        .features
+        .as_ref()
+        .is_some_and(|names| names.iter().any(|n| DERIVED_NAMES.contains(&n.as_str())));
+    let bgnbd_cfg = cfg
+        .bgnbd
+        .or_else(|| wants_derived.then(BgNbdConfig::default));
+    if let Some(fit_at) = bgnbd_cfg.and_then(|b| b.fit_at) {
+        if fit_at > validation {
+            return Err(TrainError::BgNbdFitLeak {
+                fit_at: rfc(fit_at),
+                validation: rfc(validation),
+            });
+        }
+    }
     let active_within = |h: Millis| cfg.active_within.unwrap_or(h);
     let spec = |(cutoff, horizon): (Millis, Millis)| SnapshotSpec {
         cutoff,
         horizon,
         active_within: active_within(horizon),
     };
+    // The BG/NBD fit snapshot: every user seen, with a zero horizon (its labels are never read).
+    let fit_spec = bgnbd_cfg.and_then(|b| b.fit_at).map(|cutoff| SnapshotSpec {
+        cutoff,
+        horizon: 0,
+        active_within: Millis::MAX / 4,
+    });
     let specs: Vec<SnapshotSpec> = train_cutoffs
         .iter()
         .map(|&c| spec((c, cfg.horizon)))
         .chain(evals.iter().copied().map(spec))
+        .chain(fit_spec)
         .collect();
     let rows = snapshots(events, &specs, cfg.progress);
     let train_rows: Vec<&Row> = rows
@@ -461,15 +533,70 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         }
     }
 
+    // BG/NBD, fitted before anything reads its inputs: on the training rows' purchase
+    // histories, or on every user's at the fit cutoff.
+    let mut bgnbd_record = serde_json::Value::Null;
+    let derived: Option<(DerivedSpec, CustomerReader)> = match bgnbd_cfg {
+        None => None,
+        Some(b) => {
+            let reader = CustomerReader::new()?;
+            const WEEK_DAYS: f64 = 7.0;
+            let fit_rows: Vec<&Row> = match b.fit_at {
+                Some(c) => rows
+                    .iter()
+                    .filter(|r| r.cutoff == c && r.horizon == 0)
+                    .collect(),
+                None => train_rows.clone(),
+            };
+            let customers: Vec<bgnbd::Customer> = fit_rows
+                .iter()
+                .map(|r| reader.customer(&r.features, WEEK_DAYS))
+                .collect();
+            let (params, ll) = bgnbd::fit(&customers)?;
+            let spec = BgNbdSpec {
+                params,
+                time_unit_days: WEEK_DAYS,
+                horizon_days: days(b.horizon.unwrap_or(cfg.horizon)),
+            };
+            bgnbd_record = json!({
+                "params": params,
+                "time_unit_days": WEEK_DAYS,
+                "expected_purchases_horizon_days": spec.horizon_days,
+                "fitted_on": b.fit_at.map_or_else(
+                    || "the training rows (every training cutoff)".to_string(),
+                    |c| format!("every user's snapshot at {}", rfc(c)),
+                ),
+                "customers": customers.len(),
+                "log_likelihood": ll,
+                "estimator": "maximum likelihood, Nelder-Mead on log-parameters",
+            });
+            Some((DerivedSpec { bgnbd: spec }, reader))
+        }
+    };
+    let train_raw: Vec<[f64; NUM_INPUTS]> = train_rows
+        .iter()
+        .map(|r| raw_inputs(&r.features, derived.as_ref()))
+        .collect();
+
     // Which features may enter the model.
     let allowed: Vec<usize> = match &cfg.features {
-        None => (0..FEATURE_NAMES.len()).collect(),
+        None => (0..NUM_FEATURES)
+            .chain((NUM_FEATURES..NUM_INPUTS).filter(|_| derived.is_some()))
+            .collect(),
         Some(names) => {
             let mut idx = names
                 .iter()
                 .map(|n| {
-                    FeatureVector::index_of(n).ok_or_else(|| {
-                        TrainError::UnknownFeature(n.clone(), FEATURE_NAMES.join(", "))
+                    input_index(n).ok_or_else(|| {
+                        TrainError::UnknownFeature(
+                            n.clone(),
+                            FEATURE_NAMES
+                                .iter()
+                                .chain(&DERIVED_NAMES)
+                                .copied()
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        )
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -481,15 +608,14 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
 
     // Transform, then standardise with training statistics; drop constant features (they carry
     // no signal and would divide by zero).
-    let transformed =
-        |r: &Row, i: usize| transform_for(FEATURE_NAMES[i]).apply(r.features.values[i]);
+    let transformed = |r: &[f64; NUM_INPUTS], i: usize| transform_for(input_name(i)).apply(r[i]);
     let n = train_rows.len() as f64;
     let mut features = Vec::new();
     let mut dropped = Vec::new();
     for &i in &allowed {
-        let name = FEATURE_NAMES[i];
-        let mean = train_rows.iter().map(|r| transformed(r, i)).sum::<f64>() / n;
-        let var = train_rows
+        let name = input_name(i);
+        let mean = train_raw.iter().map(|r| transformed(r, i)).sum::<f64>() / n;
+        let var = train_raw
             .iter()
             .map(|r| (transformed(r, i) - mean).powi(2))
             .sum::<f64>()
@@ -510,22 +636,28 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         }
     }
     if cfg.spline_knots > 0 && matches!(cfg.kind, ModelKind::LogisticRegression { .. }) {
-        features = with_spline_terms(features, &train_rows, cfg.spline_knots);
+        features = with_spline_terms(features, &train_raw, cfg.spline_knots);
     }
-    let matrix = |rs: &[&Row]| -> Vec<Vec<f64>> {
-        rs.iter()
-            .map(|r| {
-                features
-                    .iter()
-                    .map(|(i, f)| (f.transform.apply(r.features.values[*i]) - f.mean) / f.std)
-                    .collect()
-            })
-            .collect()
+    let train_matrix: Vec<Vec<f64>> = train_raw
+        .iter()
+        .map(|r| {
+            features
+                .iter()
+                .map(|(i, f)| (f.transform.apply(r[*i]) - f.mean) / f.std)
+                .collect()
+        })
+        .collect();
+    let derived = derived.map(|(d, _)| d);
+    let format = |base: &str| {
+        if derived.is_some() {
+            ARTIFACT_FORMAT_V3.to_string()
+        } else {
+            base.to_string()
+        }
     };
-    let train_matrix = matrix(&train_rows);
     let x = DenseMatrix::from_2d_vec(&train_matrix).map_err(|e| TrainError::Fit(e.to_string()))?;
     let mut artifact = ModelArtifact {
-        format: ARTIFACT_FORMAT.into(),
+        format: format(ARTIFACT_FORMAT),
         version: String::new(),
         kind: KIND_LR.into(),
         features: Vec::new(),
@@ -550,11 +682,13 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
             let predicted = fitted
                 .predict(&x)
                 .map_err(|e| TrainError::Fit(e.to_string()))?;
-            let lr = Model::from_artifact(
+            let lr = Model::from_parts_full(
                 ModelArtifact {
                     features: features.iter().map(|(_, f)| f.clone()).collect(),
                     ..artifact.clone()
                 },
+                None,
+                derived.clone(),
                 "training",
             )
             .map_err(|e| TrainError::Fit(e.to_string()))?;
@@ -615,7 +749,7 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
                     splits[node[0] as usize] += 1;
                 }
             }
-            artifact.format = ARTIFACT_FORMAT_V2.into();
+            artifact.format = format(ARTIFACT_FORMAT_V2);
             artifact.kind = KIND_FOREST.into();
             fit_check = json!({
                 "max_abs_difference_to_smartcore_predict": max_diff,
@@ -641,8 +775,13 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         }
     };
     artifact.features = features.into_iter().map(|(_, f)| f).collect();
-    let mut model = Model::from_parts(artifact.clone(), forest.clone(), "training")
-        .map_err(|e| TrainError::Fit(e.to_string()))?;
+    let mut model = Model::from_parts_full(
+        artifact.clone(),
+        forest.clone(),
+        derived.clone(),
+        "training",
+    )
+    .map_err(|e| TrainError::Fit(e.to_string()))?;
     let train_scores: Vec<f64> = train_rows
         .iter()
         .map(|r| model.score(&r.features))
@@ -665,8 +804,13 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         }
     };
     artifact.threshold = ((threshold * 1e6).round() / 1e6).clamp(0.0, 1.0);
-    model = Model::from_parts(artifact.clone(), forest.clone(), "training")
-        .map_err(|e| TrainError::Fit(e.to_string()))?;
+    model = Model::from_parts_full(
+        artifact.clone(),
+        forest.clone(),
+        derived.clone(),
+        "training",
+    )
+    .map_err(|e| TrainError::Fit(e.to_string()))?;
     let evaluations: Vec<Evaluation> = evals
         .iter()
         .zip(&eval_rows)
@@ -728,10 +872,15 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         "threshold_objective": objective,
         "metrics": metrics,
     });
+    // Only when used: retraining a model without BG/NBD keeps the record (and version) as before.
+    if let (false, Some(t)) = (bgnbd_record.is_null(), artifact.training.as_object_mut()) {
+        t.insert("bgnbd".into(), bgnbd_record);
+    }
     let summary = artifact.training.clone();
     Ok(Trained {
         artifact,
         forest,
+        derived,
         summary,
     })
 }
@@ -777,6 +926,33 @@ mod tests {
             .find(|f| f.name == "days_since_last_activity")
             .unwrap();
         assert!(recency.coef > 0.0, "longer silence must raise churn risk");
+
+        // With BG/NBD: its inputs are in the artifact, which scores as it did in training.
+        let with = train(
+            &events,
+            &TrainConfig {
+                horizon: 60 * DAY_MS,
+                bgnbd: Some(BgNbdConfig::default()),
+                ..TrainConfig::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(with.artifact.format, ARTIFACT_FORMAT_V3);
+        assert!(with
+            .artifact
+            .features
+            .iter()
+            .any(|f| f.name == "bgnbd_expected_purchases"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bg.json");
+        let mut saved = with.model().unwrap();
+        saved.save(&path).unwrap();
+        let loaded = Model::load(&path).unwrap();
+        assert_eq!(loaded.version(), saved.version());
+        let auc = with.summary["metrics"]["validation"]["roc_auc"]
+            .as_f64()
+            .unwrap();
+        assert!(auc > 0.8, "validation AUC with BG/NBD {auc}");
     }
 
     #[test]
@@ -797,6 +973,22 @@ mod tests {
             ..TrainConfig::default()
         };
         assert!(matches!(train(&events, &bad), Err(TrainError::Leak { .. })));
+        // BG/NBD reads no labels, but its fit snapshot still must not look past validation.
+        let validation = t0 + 200 * DAY_MS;
+        let bgnbd_late = TrainConfig {
+            horizon: 60 * DAY_MS,
+            train_cutoffs: vec![t0 + 100 * DAY_MS],
+            validation_cutoff: Some(validation),
+            bgnbd: Some(BgNbdConfig {
+                horizon: None,
+                fit_at: Some(validation + DAY_MS),
+            }),
+            ..TrainConfig::default()
+        };
+        assert!(matches!(
+            train(&events, &bgnbd_late),
+            Err(TrainError::BgNbdFitLeak { .. })
+        ));
     }
 
     #[test]
