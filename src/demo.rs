@@ -52,7 +52,7 @@ const MOCK_PARTITION_BUDGET_BYTES: usize = 3 * 1024 * 1024;
 
 /// Runs the demo until `shutdown` or `--duration-secs`.
 pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<(), DemoError> {
-    let model = Arc::new(Model::load(&args.model)?);
+    let model = Arc::new(Model::load_for(&args.model, args.window.windows)?);
     let now = chrono::Utc::now().timestamp_millis();
     let synth = SynthConfig {
         users: args.users,
@@ -141,7 +141,10 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<
         commit_interval: Duration::from_secs(2),
         session_timeout_ms: 6_000,
         kafka_options: Vec::new(),
-        engine: EngineConfig::default(),
+        engine: EngineConfig {
+            windows: args.window.windows,
+            ..EngineConfig::default()
+        },
         max_future_skew: 3_600_000,
         shutdown_timeout: Duration::from_secs(10),
     };

@@ -32,7 +32,7 @@ use super::{
 };
 use crate::engine::{Engine, EngineConfig};
 use crate::event::{Event, EventKind};
-use crate::features::{FeatureVector, FEATURE_NAMES};
+use crate::features::{FeatureLayout, FeatureVector, Windows};
 use crate::{Millis, DAY_MS};
 
 /// Why training could not produce a model.
@@ -125,8 +125,11 @@ pub struct TrainConfig {
     /// Rows at a cutoff are the users active within this before it; `None` = the cutoff's
     /// horizon (users silent longer than a horizon have churned already).
     pub active_within: Option<Millis>,
-    /// Restrict the model to these features (in [`FEATURE_NAMES`] order); `None` = all.
+    /// Restrict the model to these features (in layout order); `None` = all.
     pub features: Option<Vec<String>>,
+    /// Sliding windows of the engine the rows come from: they decide the feature list, and the
+    /// artifact records them when they are not the default.
+    pub windows: Windows,
     pub kind: ModelKind,
     /// Logistic regression only: spline knots per feature (0 = linear in the transformed
     /// feature). Each feature gets this many hinge terms at quantiles of its training values,
@@ -147,6 +150,7 @@ impl Default for TrainConfig {
             extra_evaluations: Vec::new(),
             active_within: None,
             features: None,
+            windows: Windows::default(),
             kind: ModelKind::LogisticRegression { alpha: 1.0 },
             spline_knots: 0,
             threshold: ThresholdObjective::MaxF1,
@@ -208,14 +212,26 @@ pub fn progress_bar(len: u64, enabled: bool, what: &str) -> indicatif::ProgressB
 
 /// Replays `events` (sorted by time) through one engine and takes every snapshot in `specs`
 /// (any order; the same cutoff may appear with several horizons). Rows come out grouped by
-/// spec, in the order of `specs` sorted by (cutoff, horizon).
+/// spec, in the order of `specs` sorted by (cutoff, horizon). Default windows; see
+/// [`snapshots_for`].
 pub fn snapshots(events: &[Event], specs: &[SnapshotSpec], progress: bool) -> Vec<Row> {
+    snapshots_for(events, specs, progress, Windows::default())
+}
+
+/// [`snapshots`] with the features of `windows`.
+pub fn snapshots_for(
+    events: &[Event],
+    specs: &[SnapshotSpec],
+    progress: bool,
+    windows: Windows,
+) -> Vec<Row> {
     let mut specs = specs.to_vec();
     specs.sort_by_key(|s| (s.cutoff, s.horizon));
     specs.dedup();
     let mut engine = Engine::new(
         EngineConfig {
             allowed_lateness: Millis::MAX / 4,
+            windows,
             ..EngineConfig::default()
         },
         None,
@@ -286,7 +302,13 @@ impl Trained {
 
     /// The trained model, ready to score.
     pub fn model(&self) -> Result<Model, super::ModelError> {
-        Model::from_parts(self.artifact.clone(), self.forest.clone(), "training")
+        let windows = self.artifact.windows()?;
+        Model::from_parts_for(
+            self.artifact.clone(),
+            self.forest.clone(),
+            "training",
+            windows,
+        )
     }
 }
 
@@ -437,7 +459,8 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         .map(|&c| spec((c, cfg.horizon)))
         .chain(evals.iter().copied().map(spec))
         .collect();
-    let rows = snapshots(events, &specs, cfg.progress);
+    let rows = snapshots_for(events, &specs, cfg.progress, cfg.windows);
+    let layout = FeatureLayout::of(cfg.windows);
     let train_rows: Vec<&Row> = rows
         .iter()
         .filter(|r| r.horizon == cfg.horizon && train_cutoffs.binary_search(&r.cutoff).is_ok())
@@ -463,13 +486,13 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
 
     // Which features may enter the model.
     let allowed: Vec<usize> = match &cfg.features {
-        None => (0..FEATURE_NAMES.len()).collect(),
+        None => (0..layout.len()).collect(),
         Some(names) => {
             let mut idx = names
                 .iter()
                 .map(|n| {
-                    FeatureVector::index_of(n).ok_or_else(|| {
-                        TrainError::UnknownFeature(n.clone(), FEATURE_NAMES.join(", "))
+                    layout.index_of(n).ok_or_else(|| {
+                        TrainError::UnknownFeature(n.clone(), layout.names().join(", "))
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -482,12 +505,12 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
     // Transform, then standardise with training statistics; drop constant features (they carry
     // no signal and would divide by zero).
     let transformed =
-        |r: &Row, i: usize| transform_for(FEATURE_NAMES[i]).apply(r.features.values[i]);
+        |r: &Row, i: usize| transform_for(layout.names()[i]).apply(r.features.values[i]);
     let n = train_rows.len() as f64;
     let mut features = Vec::new();
     let mut dropped = Vec::new();
     for &i in &allowed {
-        let name = FEATURE_NAMES[i];
+        let name = layout.names()[i];
         let mean = train_rows.iter().map(|r| transformed(r, i)).sum::<f64>() / n;
         let var = train_rows
             .iter()
@@ -550,12 +573,14 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
             let predicted = fitted
                 .predict(&x)
                 .map_err(|e| TrainError::Fit(e.to_string()))?;
-            let lr = Model::from_artifact(
+            let lr = Model::from_parts_for(
                 ModelArtifact {
                     features: features.iter().map(|(_, f)| f.clone()).collect(),
                     ..artifact.clone()
                 },
+                None,
                 "training",
+                cfg.windows,
             )
             .map_err(|e| TrainError::Fit(e.to_string()))?;
             let agree = predicted
@@ -641,8 +666,9 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         }
     };
     artifact.features = features.into_iter().map(|(_, f)| f).collect();
-    let mut model = Model::from_parts(artifact.clone(), forest.clone(), "training")
-        .map_err(|e| TrainError::Fit(e.to_string()))?;
+    let mut model =
+        Model::from_parts_for(artifact.clone(), forest.clone(), "training", cfg.windows)
+            .map_err(|e| TrainError::Fit(e.to_string()))?;
     let train_scores: Vec<f64> = train_rows
         .iter()
         .map(|r| model.score(&r.features))
@@ -665,7 +691,7 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         }
     };
     artifact.threshold = ((threshold * 1e6).round() / 1e6).clamp(0.0, 1.0);
-    model = Model::from_parts(artifact.clone(), forest.clone(), "training")
+    model = Model::from_parts_for(artifact.clone(), forest.clone(), "training", cfg.windows)
         .map_err(|e| TrainError::Fit(e.to_string()))?;
     let evaluations: Vec<Evaluation> = evals
         .iter()
@@ -728,6 +754,11 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         "threshold_objective": objective,
         "metrics": metrics,
     });
+    // Only when not the default, so default artifacts (and their content-hash versions) stay
+    // what they were before windows were configurable.
+    if cfg.windows != Windows::default() {
+        artifact.training["windows"] = json!(cfg.windows.to_string());
+    }
     let summary = artifact.training.clone();
     Ok(Trained {
         artifact,
