@@ -1,10 +1,11 @@
 //! Exact sliding windows at day granularity.
 //!
 //! A user's recent activity is a short list of day buckets, one per *active* day, sorted by day
-//! and pruned beyond the longest window. A window sum is then an exact recount of the events
+//! and pruned beyond the longest configured window (never below the 90 days the fixed trend
+//! windows read, see [`Windows::kept_days`]). A window sum is then an exact recount of the events
 //! whose day falls in the window, never a decayed approximation, and a late event is folded into
 //! its own day's bucket wherever that sits. Memory is proportional to the user's active days
-//! within the longest window (bounded by it), not to their number of events.
+//! within the kept days (bounded by them), not to their number of events.
 
 use std::fmt;
 use std::str::FromStr;
