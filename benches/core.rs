@@ -9,6 +9,8 @@
 //! worst case for scoring (events score a user at most once a day, so sessions share one).
 //! CPU time is reported beside wall time because the machine may be shared. Heap bytes are measured with a
 //! counting allocator: live bytes held by the engine after the run, divided by tracked users.
+//! `CHURNGUARD_WINDOWS` (default `7,30,90`) sets the engine's windows, to measure what more
+//! windows cost; `models/churn-lr.json` must load under them (e.g. `7,30,60,90`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -93,7 +95,13 @@ fn main() {
     let users = args.first().copied().unwrap_or(1_000_000);
     let events = args.get(1).copied().unwrap_or(20_000_000);
     let model_path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/churn-lr.json");
-    let model = Arc::new(Model::load(std::path::Path::new(model_path)).expect("model"));
+    let windows: churnguard::features::Windows = std::env::var("CHURNGUARD_WINDOWS")
+        .map_or(Ok(Default::default()), |w| w.parse())
+        .expect("CHURNGUARD_WINDOWS");
+    let model = Arc::new(
+        Model::load_for(std::path::Path::new(model_path), windows)
+            .expect("the model loads under CHURNGUARD_WINDOWS"),
+    );
 
     let span = 90 * DAY_MS;
     let start = chrono::Utc::now().timestamp_millis() - span - DAY_MS;
@@ -104,7 +112,13 @@ fn main() {
     let mut open: Vec<(usize, usize)> = vec![(0, 0); 256];
 
     let heap_before = LIVE.load(Ordering::Relaxed);
-    let mut engine = Engine::new(EngineConfig::default(), Some(model));
+    let mut engine = Engine::new(
+        EngineConfig {
+            windows,
+            ..EngineConfig::default()
+        },
+        Some(model),
+    );
     let mut busy = Duration::ZERO;
     let mut cpu = Duration::ZERO;
     let (mut alerts, mut rejected, mut done) = (0usize, 0usize, 0usize);
@@ -182,7 +196,7 @@ fn main() {
     let tracked = engine.users();
     let timers = engine.timers_queued();
     println!(
-        "core benchmark: {events} events, {users} user ids, mean session length {session_len}, single thread"
+        "core benchmark: {events} events, {users} user ids, mean session length {session_len}, single thread, windows {windows}"
     );
     println!(
         "  decode + advance + apply (features, lifecycle, scoring): {:.2} s",

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::EngineConfig;
 use crate::features::lifecycle::{LifecycleConfig, LifecycleConfigError};
+use crate::features::Windows;
 use crate::policy::{Policy, PolicyError};
 
 /// Why the engine flags cannot be turned into a configuration.
@@ -133,9 +134,33 @@ impl KafkaArgs {
     }
 }
 
+/// The sliding windows, shared by every command that runs the engine: a model only scores
+/// under the windows it was trained with, so train, evaluate, replay and run take the same flag.
+#[derive(Debug, Clone, Args)]
+pub struct WindowArgs {
+    /// Sliding-window horizons in days, ascending: 1 to 4 distinct values in 1..=365. Feature
+    /// names follow them (e.g. 180 adds purchases_180d), so a model runs only under the windows
+    /// it was trained with; per-user memory grows with the longest (at least 90 days are kept
+    /// for the fixed 30-vs-60-day trends).
+    #[arg(
+        long,
+        env = "CHURNGUARD_WINDOWS",
+        default_value = "7,30,90",
+        value_parser = parse_windows
+    )]
+    pub windows: Windows,
+}
+
+/// Parses `--windows` (clap shows the message after the offending value).
+pub fn parse_windows(text: &str) -> Result<Windows, String> {
+    text.parse::<Windows>().map_err(|e| e.to_string())
+}
+
 /// Engine tunables (event time).
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
+    #[command(flatten)]
+    pub window: WindowArgs,
     /// How far behind the watermark an event is still accepted (hours).
     #[arg(
         long,
@@ -217,6 +242,7 @@ impl EngineArgs {
             retention: (self.retention_days * DAY_MS as f64) as Millis,
             dedupe_horizon: (self.dedupe_horizon_minutes.max(0.0) * 60_000.0) as Millis,
             lifecycle,
+            windows: self.window.windows,
             ..EngineConfig::default()
         })
     }
@@ -281,6 +307,8 @@ pub struct DemoArgs {
     /// Random seed of the synthetic stream.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    #[command(flatten)]
+    pub window: WindowArgs,
 }
 
 /// `churnguard replay`.
@@ -379,6 +407,8 @@ pub struct TrainArgs {
     /// Where to write the model artifact (a model card is written beside it as .md).
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub window: WindowArgs,
 }
 
 /// `churnguard evaluate`.
@@ -409,6 +439,8 @@ pub struct EvaluateArgs {
     /// Write ROC, PR, calibration, gains/lift and score-histogram SVGs into this directory.
     #[arg(long)]
     pub plots: Option<PathBuf>,
+    #[command(flatten)]
+    pub window: WindowArgs,
 }
 
 /// Parses a duration: `90d`, `13w`, `36h`, a plain number of days, or `all` (unbounded).
@@ -550,6 +582,81 @@ mod tests {
         assert_eq!(parse_instant("1970-01-02"), Ok(DAY_MS));
         assert_eq!(parse_instant("1970-01-01T00:00:01Z"), Ok(1_000));
         assert!(parse_instant("soon").is_err());
+    }
+
+    fn windows_of(args: &[&str]) -> Result<Windows, clap::Error> {
+        let cli = Cli::try_parse_from(
+            ["churnguard", "replay", "--events", "e.jsonl"]
+                .iter()
+                .chain(args),
+        )?;
+        match cli.command {
+            Command::Replay(r) => Ok(r.engine.window.windows),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn windows_parse_and_bad_ones_are_refused_with_the_rule() {
+        assert_eq!(windows_of(&[]).unwrap(), Windows::default());
+        assert_eq!(
+            windows_of(&["--windows", "7,30,90,180"]).unwrap().days(),
+            [7, 30, 90, 180]
+        );
+        assert_eq!(windows_of(&["--windows", "365"]).unwrap().days(), [365]);
+        for (bad, says) in [
+            ("", "no window"),
+            ("7,30,90,180,365", "at most 4"),
+            ("7,30,x", "\"x\" is not a whole number"),
+            ("7,-30", "\"-30\" is not a whole number"),
+            ("0,30", "0 days is outside 1..=365"),
+            ("7,366", "366 days is outside"),
+            ("30,7", "ascending and distinct: 30 is followed by 7"),
+            ("7,7", "7 is followed by 7"),
+        ] {
+            let err = windows_of(&["--windows", bad]).unwrap_err().to_string();
+            assert!(err.contains(says), "--windows {bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_engine_command_takes_windows() {
+        for args in [
+            &["run", "--windows", "14,60"][..],
+            &["replay", "--events", "e", "--windows", "14,60"],
+            &["demo", "--windows", "14,60"],
+            &[
+                "train",
+                "--events",
+                "e",
+                "--out",
+                "m.json",
+                "--windows",
+                "14,60",
+            ],
+            &[
+                "evaluate",
+                "--events",
+                "e",
+                "--model",
+                "m",
+                "--cutoff",
+                "2020-01-01",
+                "--windows",
+                "14,60",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(std::iter::once(&"churnguard").chain(args));
+            let windows = match cli.map(|c| c.command) {
+                Ok(Command::Run(a)) => a.engine.window.windows,
+                Ok(Command::Replay(a)) => a.engine.window.windows,
+                Ok(Command::Demo(a)) => a.window.windows,
+                Ok(Command::Train(a)) => a.window.windows,
+                Ok(Command::Evaluate(a)) => a.window.windows,
+                other => panic!("{args:?}: {other:?}"),
+            };
+            assert_eq!(windows.days(), [14, 60], "{args:?}");
+        }
     }
 
     #[test]

@@ -52,7 +52,7 @@ const MOCK_PARTITION_BUDGET_BYTES: usize = 3 * 1024 * 1024;
 
 /// Runs the demo until `shutdown` or `--duration-secs`.
 pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<(), DemoError> {
-    let model = Arc::new(Model::load(&args.model)?);
+    let model = Arc::new(Model::load_for(&args.model, args.window.windows)?);
     let now = chrono::Utc::now().timestamp_millis();
     let synth = SynthConfig {
         users: args.users,
@@ -142,7 +142,10 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<
         session_timeout_ms: 6_000,
         fetch_wait_ms: 500,
         kafka_options: Vec::new(),
-        engine: EngineConfig::default(),
+        engine: EngineConfig {
+            windows: args.window.windows,
+            ..EngineConfig::default()
+        },
         max_future_skew: 3_600_000,
         shutdown_timeout: Duration::from_secs(10),
     };

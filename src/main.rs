@@ -93,6 +93,7 @@ async fn run(args: RunArgs) -> Result<()> {
         &args.model,
         Duration::from_secs(args.model_poll_secs),
         Arc::clone(&metrics),
+        args.engine.window.windows,
     )
     .context("cannot load the model or watch it for reloads")?;
     let ready = Arc::new(AtomicBool::new(false));
@@ -136,7 +137,10 @@ async fn run(args: RunArgs) -> Result<()> {
 }
 
 fn replay_cmd(args: &ReplayArgs) -> Result<()> {
-    let model = Arc::new(Model::load(&args.model).context("cannot load the model")?);
+    let model = Arc::new(
+        Model::load_for(&args.model, args.engine.window.windows)
+            .context("cannot load the model")?,
+    );
     let loaded = replay::load_events(
         &args.events,
         chrono::Utc::now().timestamp_millis(),
@@ -262,6 +266,7 @@ fn train_cmd(args: &TrainArgs) -> Result<()> {
                 })
             })
             .transpose()?,
+        windows: args.window.windows,
         kind,
         spline_knots: args.spline_knots,
         threshold: match args.alert_budget {
@@ -307,7 +312,8 @@ fn train_cmd(args: &TrainArgs) -> Result<()> {
 fn evaluate_cmd(args: &EvaluateArgs) -> Result<()> {
     use churnguard::model::evaluate::{evaluate_rows, table};
     let msg = anyhow::Error::msg;
-    let model = Model::load(&args.model).context("cannot load the model")?;
+    let model =
+        Model::load_for(&args.model, args.window.windows).context("cannot load the model")?;
     let loaded = replay::load_events(&args.events, i64::MAX / 4, 0)?;
     let training = &model.artifact().training;
     let days_of = |v: &serde_json::Value| v.as_f64().map(|d| (d * DAY_MS as f64).round() as i64);
@@ -346,7 +352,7 @@ fn evaluate_cmd(args: &EvaluateArgs) -> Result<()> {
             active_within: active_within.unwrap_or(horizon),
         })
         .collect();
-    let rows = train::snapshots(&loaded.events, &specs, true);
+    let rows = train::snapshots_for(&loaded.events, &specs, true, args.window.windows);
     let mut evals = Vec::new();
     for &(c, h) in &points {
         let rs: Vec<&train::Row> = rows

@@ -29,8 +29,9 @@ pub const DEFAULT_POLICY_TOML: &str = include_str!("../deploy/policy/default.tom
 /// set. Four `u16` days keep the cap state at 8 bytes per user.
 pub const CAP_HISTORY: usize = 4;
 
-/// Largest `recent_complaint_days`: the engine keeps this many days of per-user history.
-pub const MAX_RECENT_COMPLAINT_DAYS: u32 = crate::features::window::MAX_WINDOW_DAYS;
+/// Largest `recent_complaint_days`: the engine keeps at least this many days of per-user
+/// history, whatever its windows.
+pub const MAX_RECENT_COMPLAINT_DAYS: u32 = crate::features::window::MIN_KEPT_DAYS;
 
 /// Length of the monthly cap's sliding window, in days.
 pub const CAP_WINDOW_DAYS: u16 = 30;

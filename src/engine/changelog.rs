@@ -30,6 +30,17 @@ pub enum RecordError {
     Corrupt(String),
     #[error(transparent)]
     State(#[from] CodecError),
+    #[error(
+        "changelog record keeps {kept} days of the user's history, but windows {windows} need \
+         {needed}: it was written with shorter windows and its longest windows would be \
+         undercounted; run with the windows it was written with, or start from an empty \
+         changelog"
+    )]
+    WindowsMismatch {
+        kept: u32,
+        needed: u32,
+        windows: crate::features::Windows,
+    },
 }
 
 /// One change to publish: a user's latest record, or the user's removal (erased or evicted).
@@ -72,6 +83,7 @@ impl ChangeSet {
 
 fn encode_record(
     state: &crate::features::UserState,
+    kept_days: u32,
     deadline: u32,
     outcome: Option<&PendingOutcome>,
     out: &mut Vec<u8>,
@@ -95,7 +107,7 @@ fn encode_record(
             out.extend_from_slice(&version[..usize::from(len)]);
         }
     }
-    codec::encode(state, out);
+    codec::encode(state, kept_days, out);
 }
 
 fn split<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], RecordError> {
@@ -117,6 +129,8 @@ fn le_i64(bytes: &[u8]) -> Millis {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserRecord {
     pub state: crate::features::UserState,
+    /// Days of buckets the writer kept (see [`codec::Decoded::kept_days`]).
+    pub kept_days: u32,
     /// The user's next check when the record was written (whole seconds; 0 = none), so a
     /// restored user is checked exactly when the original would have been.
     pub deadline: u32,
@@ -158,8 +172,10 @@ pub fn decode_record(mut bytes: &[u8]) -> Result<UserRecord, RecordError> {
         }
         f => return Err(RecordError::Corrupt(format!("outcome flag {f}"))),
     };
+    let codec::Decoded { state, kept_days } = codec::decode(bytes)?;
     Ok(UserRecord {
-        state: codec::decode(bytes)?,
+        state,
+        kept_days,
         deadline,
         outcome,
     })
@@ -212,6 +228,7 @@ impl Engine {
                 record.clear();
                 encode_record(
                     &slot.state,
+                    self.config.windows.kept_days(),
                     slot.deadline,
                     self.outcomes.get(&(idx as u32)),
                     &mut record,
@@ -231,12 +248,25 @@ impl Engine {
     /// Sets a user's state from a changelog record (replacing what the engine holds), and
     /// re-derives their timers. Restored users are not marked changed: the changelog already
     /// has them.
+    ///
+    /// Refuses a record whose writer kept fewer days of history than this engine's windows read
+    /// (written under shorter windows): restoring it would undercount them silently. A record
+    /// that kept more is fine: the surplus days are pruned on the user's next change.
     pub fn restore(&mut self, user_id: &str, record: &[u8]) -> Result<(), RecordError> {
         let UserRecord {
             state,
+            kept_days,
             deadline,
             outcome,
         } = decode_record(record)?;
+        let needed = self.config.windows.kept_days();
+        if kept_days < needed {
+            return Err(RecordError::WindowsMismatch {
+                kept: kept_days,
+                needed,
+                windows: self.config.windows,
+            });
+        }
         let (idx, fresh) = self.slot_for(user_id);
         let slot = self.slots[idx as usize]
             .as_mut()
@@ -279,9 +309,10 @@ impl Engine {
             // whatever fell due while the user was elsewhere.
             let totals = self.slots[idx as usize]
                 .as_ref()
-                .map(|s| s.state.window_totals(now))
-                .unwrap_or_default();
-            self.schedule(idx, now, &totals, Trigger::Event);
+                .map(|s| s.state.window_totals(now, self.layout));
+            if let Some(totals) = totals {
+                self.schedule(idx, now, &totals, Trigger::Event);
+            }
         }
         Ok(())
     }
@@ -340,6 +371,58 @@ mod tests {
         out.into_iter()
             .filter_map(|s| s.alert.map(|a| (a.user_id, a.alert_id, s.decision)))
             .collect()
+    }
+
+    /// A record kept under shorter windows would undercount longer ones: refused, naming both.
+    /// One kept under longer windows holds everything shorter ones read: accepted.
+    #[test]
+    fn restores_refuse_records_kept_for_shorter_windows() {
+        let engine_with = |text: &str| {
+            let mut e = Engine::new(
+                EngineConfig {
+                    windows: text.parse().unwrap(),
+                    ..EngineConfig::default()
+                },
+                None,
+            );
+            e.track_changes(true);
+            for day in [1.0, 100.0, 170.0] {
+                e.apply(&ev("u", day, EventKind::Purchase)).unwrap();
+            }
+            e
+        };
+        let mut short = engine_with("7,30,90");
+        let mut long = engine_with("7,30,90,180");
+        let short_recs = records(&mut short);
+        let long_recs = records(&mut long);
+
+        let mut into_long = engine_with("7,30,90,180");
+        let err = into_long
+            .restore("v", short_recs[0].1.as_deref().unwrap())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            RecordError::WindowsMismatch {
+                kept: 90,
+                needed: 180,
+                windows: "7,30,90,180".parse().unwrap()
+            }
+        );
+        assert!(
+            err.to_string().contains("windows 7,30,90,180 need 180"),
+            "{err}"
+        );
+        assert!(into_long.state("v").is_none());
+
+        let mut into_short = engine_with("14");
+        into_short
+            .restore("v", long_recs[0].1.as_deref().unwrap())
+            .unwrap();
+        let at = 175 * DAY_MS;
+        assert_eq!(
+            into_short.features("v", at).unwrap().get("purchases_14d"),
+            short.features("u", at).unwrap().get("purchases_7d")
+        );
     }
 
     /// A restored engine carries on exactly as the original: same features, same stages, the

@@ -20,7 +20,9 @@ use crate::alert::{
 };
 use crate::dedupe::Deduper;
 use crate::event::{Event, EventKind, RejectReason, Rejection};
-use crate::features::{FeatureVector, LifecycleConfig, Stage, UserState, WindowTotals};
+use crate::features::{
+    FeatureLayout, FeatureVector, LifecycleConfig, Stage, Totals, UserState, Windows,
+};
 use crate::model::Model;
 use crate::policy::{ActionRule, ExperimentArm, Policy, RiskBand, Segment, ValueTier};
 use crate::{Millis, DAY_MS};
@@ -61,6 +63,9 @@ pub struct EngineConfig {
     pub cycle_overdue_factor: f64,
     /// Win-back policy: bands, tiers, actions, caps, control group, outcome window.
     pub policy: Arc<Policy>,
+    /// Sliding-window horizons: which windowed features exist (see
+    /// [`crate::features::layout`]) and how many days of buckets each user keeps.
+    pub windows: Windows,
 }
 
 impl Default for EngineConfig {
@@ -76,6 +81,7 @@ impl Default for EngineConfig {
             dedupe_horizon: 3_600_000,
             cycle_overdue_factor: 1.5,
             policy: Arc::new(Policy::default_embedded()),
+            windows: Windows::default(),
         }
     }
 }
@@ -139,6 +145,8 @@ fn ceil_secs(ts: Millis) -> u32 {
 /// Per-user state, timers and scoring.
 pub struct Engine {
     config: EngineConfig,
+    /// The features of `config.windows`.
+    layout: &'static FeatureLayout,
     model: Option<Arc<Model>>,
     hasher: ahash::RandomState,
     /// Slot numbers, found by hashing the user id held in the slot.
@@ -198,8 +206,17 @@ impl PendingOutcome {
 
 impl Engine {
     /// A new engine. Without a model it only keeps state (training and replay of features).
+    ///
+    /// # Panics
+    ///
+    /// If the model was loaded for other windows than `config.windows`: its feature indices
+    /// would read the wrong features. Load it with [`Model::load_for`] and the same windows,
+    /// which refuses a mismatch with an error that names it.
     pub fn new(config: EngineConfig, model: Option<Arc<Model>>) -> Engine {
+        let layout = FeatureLayout::of(config.windows);
+        assert_model_layout(model.as_deref(), layout);
         Engine {
+            layout,
             model,
             hasher: ahash::RandomState::new(),
             index: HashTable::new(),
@@ -265,8 +282,18 @@ impl Engine {
     }
 
     /// Replaces the model (hot reload); state is untouched.
+    ///
+    /// # Panics
+    ///
+    /// If the model was loaded for other windows than the engine's (see [`Engine::new`]).
     pub fn set_model(&mut self, model: Option<Arc<Model>>) {
+        assert_model_layout(model.as_deref(), self.layout);
         self.model = model;
+    }
+
+    /// The features this engine computes (from its windows).
+    pub fn layout(&self) -> &'static FeatureLayout {
+        self.layout
     }
 
     /// The model in use, if any.
@@ -315,7 +342,8 @@ impl Engine {
 
     /// A user's features as of the engine clock (or `at`, if later).
     pub fn features(&self, user_id: &str, at: Millis) -> Option<FeatureVector> {
-        self.state(user_id).map(|s| s.features(at.max(self.clock)))
+        self.state(user_id)
+            .map(|s| s.features(at.max(self.clock), self.layout))
     }
 
     /// Every tracked user id with their features as of `at` (training snapshots, replay output).
@@ -327,7 +355,7 @@ impl Engine {
             .iter()
             .flatten()
             .filter(|s| s.state.has_activity())
-            .map(move |s| (&*s.user_id, &s.state, s.state.features(at)))
+            .map(move |s| (&*s.user_id, &s.state, s.state.features(at, self.layout)))
     }
 
     /// Folds one validated event into its user's state and scores the user.
@@ -383,8 +411,8 @@ impl Engine {
             }
         }
         slot.state.apply(event);
-        slot.state.prune(now);
-        let totals = slot.state.window_totals(now);
+        slot.state.prune(now, self.config.windows.kept_days());
+        let totals = slot.state.window_totals(now, self.layout);
         let returned = match event.kind {
             EventKind::Login => Some(ReturnKind::Login),
             EventKind::Purchase => Some(ReturnKind::Purchase),
@@ -455,8 +483,8 @@ impl Engine {
                 self.evict(idx);
                 continue;
             }
-            slot.state.prune(at);
-            let totals = slot.state.window_totals(at);
+            slot.state.prune(at, self.config.windows.kept_days());
+            let totals = slot.state.window_totals(at, self.layout);
             if self.outcomes.get(&idx).is_some_and(|p| p.window_end <= at) {
                 if let Some(p) = self.outcomes.remove(&idx) {
                     self.outcome_events.push(p.resolve(&slot.user_id, None));
@@ -473,7 +501,7 @@ impl Engine {
     }
 
     /// Re-derives the user's lifecycle stage at `now`, recording a transition if it changed.
-    fn update_stage(&mut self, idx: u32, totals: &[WindowTotals; 3], now: Millis) {
+    fn update_stage(&mut self, idx: u32, totals: &Totals, now: Millis) {
         let Some(slot) = self.slots[idx as usize].as_mut() else {
             return;
         };
@@ -491,7 +519,7 @@ impl Engine {
     fn score(
         &mut self,
         idx: u32,
-        totals: &[WindowTotals; 3],
+        totals: &Totals,
         now: Millis,
         trigger: Trigger,
     ) -> Option<Scored> {
@@ -570,7 +598,7 @@ impl Engine {
     /// purchase cycle is overdue, the next periodic re-score (until alerted this episode), and
     /// eviction.
     /// `totals` are the user's window totals at `now` (already computed by the caller).
-    fn schedule(&mut self, idx: u32, now: Millis, totals: &[WindowTotals; 3], trigger: Trigger) {
+    fn schedule(&mut self, idx: u32, now: Millis, totals: &Totals, trigger: Trigger) {
         let Some(slot) = self.slots[idx as usize].as_mut() else {
             return;
         };
@@ -618,7 +646,7 @@ impl Engine {
                 let start = state.features_with(totals, now);
                 let safe_until = |until: Millis| {
                     model
-                        .silent_logit_bound(&start, &state.features(until))
+                        .silent_logit_bound(&start, &state.features(until, totals.layout()))
                         .is_some_and(|z| crate::model::sigmoid(z) < model.threshold())
                 };
                 let half = now + (next - now) / 2;
@@ -731,6 +759,20 @@ impl Engine {
     }
 }
 
+/// Refuses a model whose feature indices were resolved for another layout than the engine's.
+fn assert_model_layout(model: Option<&Model>, layout: &'static FeatureLayout) {
+    if let Some(m) = model {
+        assert!(
+            std::ptr::eq(m.layout(), layout),
+            "model {} was loaded for windows {}, the engine runs windows {}: load it with \
+             Model::load_for and the engine's windows",
+            m.version(),
+            m.layout().windows(),
+            layout.windows()
+        );
+    }
+}
+
 /// What the policy makes of a user about to be alerted.
 struct Advice<'p> {
     band: RiskBand,
@@ -753,7 +795,7 @@ fn advise<'p>(
         stage: Stage::from_u8(state.stage),
         tier: policy.value_tier(
             features.get("spend_total").unwrap_or(0.0),
-            features.get("spend_90d").unwrap_or(0.0),
+            features.spend_90d_fixed(),
         ),
         // Banded as published (rounded), so the payload's score and band always agree.
         band: policy.risk_band(alert::round4(score)),
@@ -1061,6 +1103,73 @@ pub(super) mod tests {
         assert_eq!(e.counters().duplicates, 1);
     }
 
+    fn with_windows(text: &str) -> EngineConfig {
+        EngineConfig {
+            windows: text.parse().unwrap(),
+            ..EngineConfig::default()
+        }
+    }
+
+    #[test]
+    fn configured_windows_name_and_count_the_features() {
+        let mut e = Engine::new(with_windows("7,30,90,180"), None);
+        for day in [10.0, 100.0, 150.0, 165.0] {
+            e.apply(&ev("u", day, EventKind::Purchase)).unwrap();
+        }
+        let f = e.features("u", 170 * DAY_MS).unwrap();
+        assert_eq!(f.layout().windows().to_string(), "7,30,90,180");
+        // Days 0..=170 hold all four; days 81..=170 three; days 141..=170 two; 164..=170 one.
+        assert_eq!(f.get("purchases_180d"), Some(4.0));
+        assert_eq!(f.get("purchases_90d"), Some(3.0));
+        assert_eq!(f.get("purchases_30d"), Some(2.0));
+        assert_eq!(f.get("purchases_7d"), Some(1.0));
+        assert_eq!(f.get("spend_180d"), Some(80.0));
+        assert_eq!(f.get("active_days_180d"), Some(4.0));
+        // Rare counters moved to the longest window; the trend kept its 30/90 definition.
+        assert_eq!(f.get("refunds_90d"), None);
+        assert_eq!(f.get("refunds_180d"), Some(0.0));
+        let fixed = Engine::new(EngineConfig::default(), None);
+        let mut fixed = fixed;
+        for day in [10.0, 100.0, 150.0, 165.0] {
+            fixed.apply(&ev("u", day, EventKind::Purchase)).unwrap();
+        }
+        let d = fixed.features("u", 170 * DAY_MS).unwrap();
+        for name in [
+            "activity_trend",
+            "spend_trend",
+            "purchases_90d",
+            "tenure_days",
+        ] {
+            assert_eq!(f.get(name), d.get(name), "{name}");
+        }
+        // The default engine pruned day 10; the 180-day one keeps it until day 190.
+        assert_eq!(fixed.state("u").unwrap().windows.len(), 3);
+        assert_eq!(e.state("u").unwrap().windows.len(), 4);
+    }
+
+    #[test]
+    fn short_windows_still_keep_the_trend_quarter() {
+        let mut e = Engine::new(with_windows("7"), None);
+        // Day 2 is older than the 90 days kept at day 95.
+        for day in [2.0, 60.0, 95.0] {
+            e.apply(&ev("u", day, EventKind::Login)).unwrap();
+        }
+        let f = e.features("u", 95 * DAY_MS).unwrap();
+        assert_eq!(f.get("events_7d"), Some(1.0));
+        assert_eq!(f.get("events_30d"), None);
+        // 1 event in the last 30 days against 1 in the 60 before: (1 + 1) / (1/2 + 1).
+        assert_eq!(f.get("activity_trend"), Some(2.0 / 1.5));
+        assert_eq!(e.state("u").unwrap().windows.len(), 2);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "was loaded for windows 7,30,90, the engine runs windows 7,30,90,180"
+    )]
+    fn an_engine_refuses_a_model_loaded_for_other_windows() {
+        Engine::new(with_windows("7,30,90,180"), Some(silence_model()));
+    }
+
     #[test]
     fn late_events_within_lateness_are_folded_in_and_counted() {
         let mut e = Engine::new(EngineConfig::default(), None);
@@ -1245,11 +1354,14 @@ pub(super) mod tests {
             let t0 = state.last_activity_ms() + i64::from(start_after) * DAY_MS / 2;
             let t1 = t0 + i64::from(span) * DAY_MS / 2;
             let bound = model
-                .silent_logit_bound(&state.features(t0), &state.features(t1))
+                .silent_logit_bound(
+                    &state.features(t0, model.layout()),
+                    &state.features(t1, model.layout()),
+                )
                 .unwrap();
             for k in 0..=48 {
                 let t = t0 + (t1 - t0) * k / 48;
-                let z = model.logit(&state.features(t));
+                let z = model.logit(&state.features(t, model.layout()));
                 proptest::prop_assert!(z <= bound + 1e-9, "logit {} > bound {} at {}/48", z, bound, k);
             }
         }

@@ -4,18 +4,36 @@
 //! Little-endian, versioned by its first byte, and as compact as the in-memory layout: the packed
 //! day records are copied as they are. Decoding validates everything, because a changelog is
 //! input like any other: a corrupt record is an error, never a panic or a silently wrong user.
+//!
+//! Format 2 records how many days of buckets the writer kept ([`super::Windows::kept_days`]),
+//! right after the format byte: a state pruned to 90 days read by an instance whose windows
+//! reach 180 would silently undercount its longest windows, so the reader compares (see
+//! [`Decoded::kept_days`]). Format 1 records, written before windows were configurable, kept
+//! 90 days.
 
 use super::state::Instant32;
-use super::window::{DayBucket, DayWindows};
+use super::window::{DayBucket, DayWindows, MAX_HORIZON_DAYS, MIN_KEPT_DAYS};
 use super::UserState;
 use crate::policy::CapState;
 
 /// Layout version written as the first byte.
-pub const FORMAT: u8 = 1;
+pub const FORMAT: u8 = 2;
 
-/// Bytes before the packed days: format, 7 instants, purchases, spend, flags, stage, last scored
-/// day, caps, first packed day, the latest day's bucket, the packed length.
-const FIXED: usize = 1 + 7 * 4 + 4 + 8 + 1 + 1 + 2 + 8 + 2 + 16 + 4;
+/// The format before the kept days were recorded; still read, as having kept 90 days.
+const FORMAT_V1: u8 = 1;
+
+/// Bytes before the packed days: format, kept days, 7 instants, purchases, spend, flags, stage,
+/// last scored day, caps, first packed day, the latest day's bucket, the packed length.
+const FIXED: usize = 1 + 2 + 7 * 4 + 4 + 8 + 1 + 1 + 2 + 8 + 2 + 16 + 4;
+
+/// A decoded state and how much history its writer kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub state: UserState,
+    /// Days of buckets the writer kept: the reader's windows are exact on this state only if
+    /// they keep no more (see the module docs).
+    pub kept_days: u32,
+}
 
 /// Why bytes are not a user state.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -28,11 +46,12 @@ pub enum CodecError {
     Corrupt(String),
 }
 
-/// Appends the encoding of `state` to `out`.
-pub fn encode(state: &UserState, out: &mut Vec<u8>) {
+/// Appends the encoding of `state`, whose buckets are pruned to `kept_days` days, to `out`.
+pub fn encode(state: &UserState, kept_days: u32, out: &mut Vec<u8>) {
     let (hot, packed, first_day) = state.windows.to_parts();
     out.reserve(FIXED + packed.len());
     out.push(FORMAT);
+    out.extend_from_slice(&u16::try_from(kept_days).unwrap_or(u16::MAX).to_le_bytes());
     for t in [
         state.first_seen,
         state.last_activity,
@@ -100,13 +119,20 @@ impl Reader<'_> {
     }
 }
 
-/// Decodes one record written by [`encode`].
-pub fn decode(bytes: &[u8]) -> Result<UserState, CodecError> {
+/// Decodes one record written by [`encode`] (or by a build writing format 1).
+pub fn decode(bytes: &[u8]) -> Result<Decoded, CodecError> {
     let mut r = Reader { bytes, pos: 0 };
-    let format = r.u8()?;
-    if format != FORMAT {
-        return Err(CodecError::UnknownFormat(format));
-    }
+    let kept_days = match r.u8()? {
+        FORMAT_V1 => MIN_KEPT_DAYS,
+        FORMAT => {
+            let kept = u32::from(r.u16()?);
+            if !(MIN_KEPT_DAYS..=u32::from(MAX_HORIZON_DAYS)).contains(&kept) {
+                return Err(CodecError::Corrupt(format!("kept days {kept}")));
+            }
+            kept
+        }
+        format => return Err(CodecError::UnknownFormat(format)),
+    };
     let mut instants = [Instant32::NEVER; 7];
     for t in &mut instants {
         *t = Instant32::from_secs(r.u32()?);
@@ -154,7 +180,7 @@ pub fn decode(bytes: &[u8]) -> Result<UserState, CodecError> {
     let windows = DayWindows::from_parts(hot, packed, first_day).map_err(CodecError::Corrupt)?;
     let [first_seen, last_activity, first_purchase, last_purchase, last_engaged, returned_at, alerted_episode] =
         instants;
-    Ok(UserState {
+    let state = UserState {
         windows,
         first_seen,
         last_activity,
@@ -169,13 +195,15 @@ pub fn decode(bytes: &[u8]) -> Result<UserState, CodecError> {
         stage,
         last_scored_day,
         caps,
-    })
+    };
+    Ok(Decoded { state, kept_days })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::{Event, EventKind};
+    use crate::features::{FeatureLayout, Windows};
     use crate::DAY_MS;
     use proptest::prelude::*;
 
@@ -203,11 +231,34 @@ mod tests {
             s.last_scored_day = scored;
             for d in alerts { s.caps.record(d); }
             let mut bytes = Vec::new();
-            encode(&s, &mut bytes);
+            encode(&s, MIN_KEPT_DAYS, &mut bytes);
             let back = decode(&bytes).unwrap();
+            prop_assert_eq!(back.kept_days, MIN_KEPT_DAYS);
+            let back = back.state;
             prop_assert_eq!(&back, &s);
             let at = 210 * DAY_MS;
-            prop_assert_eq!(back.features(at), s.features(at));
+            let layout = FeatureLayout::default_layout();
+            prop_assert_eq!(back.features(at, layout), s.features(at, layout));
+        }
+
+        /// States kept under any window set survive the round trip with their kept days, and
+        /// give the same features of that window set.
+        #[test]
+        fn round_trip_under_other_windows(history in proptest::collection::vec((0u32..400, 0usize..15, 0u32..50_000), 0..80),
+                                          mut days in proptest::collection::btree_set(1u16..=365, 1..=4),
+                                          at_day in 300u32..420) {
+            let windows = Windows::new(&days.iter().map(|d| u64::from(*d)).collect::<Vec<_>>()).unwrap();
+            days.clear();
+            let mut s = state_from(&history);
+            let at = i64::from(at_day) * DAY_MS;
+            s.prune(at, windows.kept_days());
+            let mut bytes = Vec::new();
+            encode(&s, windows.kept_days(), &mut bytes);
+            let back = decode(&bytes).unwrap();
+            prop_assert_eq!(back.kept_days, windows.kept_days());
+            prop_assert_eq!(&back.state, &s);
+            let layout = FeatureLayout::of(windows);
+            prop_assert_eq!(back.state.features(at, layout), s.features(at, layout));
         }
 
         /// Truncated or damaged records are errors, never panics.
@@ -215,7 +266,7 @@ mod tests {
         fn damage_is_an_error(history in proptest::collection::vec((0u32..200, 0usize..15, 0u32..50_000), 1..40),
                               cut in 0usize..400, flip in 0usize..400, bit in 0u8..8) {
             let mut bytes = Vec::new();
-            encode(&state_from(&history), &mut bytes);
+            encode(&state_from(&history), MIN_KEPT_DAYS, &mut bytes);
             let cut = cut % bytes.len();
             prop_assert!(decode(&bytes[..cut]).is_err());
             let mut damaged = bytes.clone();
@@ -228,8 +279,28 @@ mod tests {
     #[test]
     fn unknown_formats_are_named() {
         let mut bytes = Vec::new();
-        encode(&UserState::default(), &mut bytes);
+        encode(&UserState::default(), MIN_KEPT_DAYS, &mut bytes);
         bytes[0] = 9;
         assert_eq!(decode(&bytes), Err(CodecError::UnknownFormat(9)));
+    }
+
+    #[test]
+    fn format_1_records_read_as_keeping_90_days() {
+        let s = state_from(&[(10, 0, 0), (40, 6, 1234), (41, 1, 0)]);
+        let mut v2 = Vec::new();
+        encode(&s, 180, &mut v2);
+        // Format 1 is format 2 without the kept days.
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&v2[3..]);
+        let back = decode(&v1).unwrap();
+        assert_eq!((back.state, back.kept_days), (s, MIN_KEPT_DAYS));
+        assert_eq!(decode(&v2).unwrap().kept_days, 180);
+    }
+
+    #[test]
+    fn impossible_kept_days_are_corrupt() {
+        let mut bytes = Vec::new();
+        encode(&UserState::default(), 89, &mut bytes);
+        assert!(matches!(decode(&bytes), Err(CodecError::Corrupt(_))));
     }
 }

@@ -6,91 +6,92 @@
 //! scoring a silent user needs.
 
 pub mod codec;
+pub mod layout;
 pub mod lifecycle;
 mod state;
 pub mod window;
 
+pub use layout::{FeatureLayout, MAX_FEATURES};
 pub use lifecycle::{LifecycleConfig, Stage};
-pub use state::{Instant32, UserState};
-pub use window::{DayBucket, DayWindows, WindowTotals};
-
-/// Names of the features, in the order of [`FeatureVector::values`]. A model artifact lists the
-/// names it was trained on; the service refuses an artifact naming a feature not listed here.
-pub const FEATURE_NAMES: [&str; NUM_FEATURES] = [
-    "events_7d",
-    "events_30d",
-    "events_90d",
-    "logins_30d",
-    "page_views_30d",
-    "cart_adds_30d",
-    "purchases_7d",
-    "purchases_30d",
-    "purchases_90d",
-    "spend_7d",
-    "spend_30d",
-    "spend_90d",
-    "refunds_90d",
-    "complaints_90d",
-    "coupons_90d",
-    "social_90d",
-    "active_days_30d",
-    "active_days_90d",
-    "days_since_last_activity",
-    "days_since_last_purchase",
-    "tenure_days",
-    "purchases_total",
-    "spend_total",
-    "activity_trend",
-    "spend_trend",
-    "mean_interpurchase_days",
-    "recency_vs_cycle",
-];
-
-const IDX_EVENTS_30D: usize = 1;
-const IDX_EVENTS_90D: usize = 2;
-const IDX_SPEND_30D: usize = 10;
-const IDX_SPEND_90D: usize = 11;
-const _: () = {
-    assert!(matches!(
-        FEATURE_NAMES[IDX_EVENTS_30D].as_bytes(),
-        b"events_30d"
-    ));
-    assert!(matches!(
-        FEATURE_NAMES[IDX_EVENTS_90D].as_bytes(),
-        b"events_90d"
-    ));
-    assert!(matches!(
-        FEATURE_NAMES[IDX_SPEND_30D].as_bytes(),
-        b"spend_30d"
-    ));
-    assert!(matches!(
-        FEATURE_NAMES[IDX_SPEND_90D].as_bytes(),
-        b"spend_90d"
-    ));
-};
-
-/// Number of features in a [`FeatureVector`].
-pub const NUM_FEATURES: usize = 27;
+pub use state::{Instant32, Totals, UserState};
+pub use window::{DayBucket, DayWindows, WindowTotals, Windows, WindowsError};
 
 /// Purchase cycle assumed for users with fewer than two purchases, in days, so that
 /// `recency_vs_cycle` is defined for everyone (documented in the README's feature table).
 pub const DEFAULT_CYCLE_DAYS: f64 = 30.0;
 
-/// A user's features at one instant, in [`FEATURE_NAMES`] order.
+/// A user's features at one instant, in the order of its [`FeatureLayout`]; entries past the
+/// layout's length are zero. Inline and `Copy`: a scoring builds one without allocating.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FeatureVector {
-    pub values: [f64; NUM_FEATURES],
+    pub values: [f64; MAX_FEATURES],
+    layout: &'static FeatureLayout,
+    /// Events and spend of the fixed 30- and 90-day windows the trends are made of, which need
+    /// not be features themselves (see [`FeatureVector::silent_range`] and the value tier).
+    trend_parts: TrendParts,
+}
+
+/// The sums the trend features are computed from.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct TrendParts {
+    pub(crate) events_30d: f64,
+    pub(crate) events_90d: f64,
+    pub(crate) spend_30d: f64,
+    pub(crate) spend_90d: f64,
 }
 
 impl FeatureVector {
-    /// Index of a feature by name.
-    pub fn index_of(name: &str) -> Option<usize> {
-        FEATURE_NAMES.iter().position(|n| *n == name)
+    /// All-zero features of a layout (tests, and models probing their inputs).
+    pub fn zeros(layout: &'static FeatureLayout) -> FeatureVector {
+        FeatureVector {
+            values: [0.0; MAX_FEATURES],
+            layout,
+            trend_parts: TrendParts::default(),
+        }
+    }
+
+    pub(crate) fn from_parts(
+        values: [f64; MAX_FEATURES],
+        layout: &'static FeatureLayout,
+        trend_parts: TrendParts,
+    ) -> FeatureVector {
+        FeatureVector {
+            values,
+            layout,
+            trend_parts,
+        }
+    }
+
+    /// The layout these values follow.
+    pub fn layout(&self) -> &'static FeatureLayout {
+        self.layout
+    }
+
+    /// The values, one per feature of the layout.
+    pub fn as_slice(&self) -> &[f64] {
+        &self.values[..self.layout.len()]
     }
 
     /// Value of a feature by name (tests and explanations; the hot path uses indices).
     pub fn get(&self, name: &str) -> Option<f64> {
-        Self::index_of(name).map(|i| self.values[i])
+        self.layout.index_of(name).map(|i| self.values[i])
+    }
+
+    /// Sets a feature by name; `false` if the layout has no such feature (tests).
+    pub fn set(&mut self, name: &str, value: f64) -> bool {
+        match self.layout.index_of(name) {
+            Some(i) => {
+                self.values[i] = value;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Spend of the last 90 days, whatever the windows: the policy's value tier is defined on
+    /// it, not on a configurable feature.
+    pub fn spend_90d_fixed(&self) -> f64 {
+        self.trend_parts.spend_90d
     }
 
     /// The range feature `i` can take at any instant between two snapshots `start` and `end`
@@ -101,27 +102,26 @@ impl FeatureVector {
     /// silent user cannot reach the alert threshold before some instant without scoring every
     /// day on the way.
     pub fn silent_range(i: usize, start: &FeatureVector, end: &FeatureVector) -> (f64, f64) {
-        let trend = |recent: usize, long: usize| {
+        let trend = |recent: fn(&TrendParts) -> f64, long: fn(&TrendParts) -> f64| {
             // (recent + 1) / (prior / 2 + 1), recent in [end, start], prior in [0, long(start) − recent(end)].
-            let prior_max = (start.values[long] - end.values[recent]).max(0.0);
-            (
-                (end.values[recent] + 1.0) / (prior_max / 2.0 + 1.0),
-                start.values[recent] + 1.0,
-            )
+            let (s, e) = (&start.trend_parts, &end.trend_parts);
+            let prior_max = (long(s) - recent(e)).max(0.0);
+            ((recent(e) + 1.0) / (prior_max / 2.0 + 1.0), recent(s) + 1.0)
         };
-        match FEATURE_NAMES[i] {
-            "activity_trend" => trend(IDX_EVENTS_30D, IDX_EVENTS_90D),
-            "spend_trend" => trend(IDX_SPEND_30D, IDX_SPEND_90D),
-            _ => {
-                let (a, b) = (start.values[i], end.values[i]);
-                (a.min(b), a.max(b))
-            }
+        if i == start.layout.activity_trend() {
+            trend(|p| p.events_30d, |p| p.events_90d)
+        } else if i == start.layout.spend_trend() {
+            trend(|p| p.spend_30d, |p| p.spend_90d)
+        } else {
+            let (a, b) = (start.values[i], end.values[i]);
+            (a.min(b), a.max(b))
         }
     }
 
     /// Name/value pairs, for payloads and replay output.
     pub fn named(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
-        FEATURE_NAMES
+        self.layout
+            .names()
             .iter()
             .copied()
             .zip(self.values.iter().copied())

@@ -1,8 +1,9 @@
 //! Everything churnguard remembers about one user.
 
+use super::layout::{FeatureLayout, FIXED_FEATURES};
 use super::lifecycle::{self, LifecycleConfig, Stage, StageInputs};
-use super::window::{day_of, to_cents, DayWindows, WindowTotals, MAX_WINDOW_DAYS};
-use super::{FeatureVector, DEFAULT_CYCLE_DAYS, NUM_FEATURES};
+use super::window::{day_of, to_cents, DayWindows, WindowTotals, MAX_PLAN};
+use super::{FeatureVector, TrendParts, DEFAULT_CYCLE_DAYS, MAX_FEATURES};
 use crate::event::{Event, EventKind};
 use crate::{Millis, DAY_MS};
 
@@ -59,6 +60,32 @@ impl Instant32 {
     /// From raw seconds (persistence).
     pub fn from_secs(secs: u32) -> Instant32 {
         Instant32(secs)
+    }
+}
+
+/// A user's window sums at one instant, for one layout: computed once per scoring and read by
+/// the lifecycle stage, the features and the scheduler. Inline, so computing it never allocates.
+#[derive(Debug, Clone, Copy)]
+pub struct Totals {
+    /// Sums per horizon of [`FeatureLayout::plan`].
+    sums: [WindowTotals; MAX_PLAN],
+    layout: &'static FeatureLayout,
+}
+
+impl Totals {
+    /// Sums of the fixed 30-day window.
+    pub fn recent(&self) -> WindowTotals {
+        self.layout.recent(&self.sums)
+    }
+
+    /// Sums of the fixed 90-day window.
+    pub fn base(&self) -> WindowTotals {
+        self.layout.base(&self.sums)
+    }
+
+    /// The layout these sums were computed for.
+    pub fn layout(&self) -> &'static FeatureLayout {
+        self.layout
     }
 }
 
@@ -144,27 +171,28 @@ impl UserState {
         }
     }
 
-    /// Totals of the 7-, 30- and 90-day windows ending at `now`'s day, in one pass over the
-    /// buckets: the lifecycle stage and the features both read them, so a scoring decodes the
-    /// user's days once.
-    pub fn window_totals(&self, now: Millis) -> [WindowTotals; 3] {
-        self.windows
-            .totals_nested(day_of(now), [7, 30, MAX_WINDOW_DAYS])
+    /// Sums of every window of `layout` ending at `now`'s day, in one pass over the buckets:
+    /// the lifecycle stage and the features both read them, so a scoring decodes the user's days
+    /// once.
+    pub fn window_totals(&self, now: Millis, layout: &'static FeatureLayout) -> Totals {
+        Totals {
+            sums: self.windows.totals_ascending(day_of(now), layout.plan()),
+            layout,
+        }
     }
 
-    /// The lifecycle stage as of `now`.
+    /// The lifecycle stage as of `now` (its windows are fixed, so any layout gives the same).
     pub fn stage_at(&self, cfg: &LifecycleConfig, now: Millis) -> Stage {
-        self.stage_with(&self.window_totals(now), cfg, now)
+        self.stage_with(
+            &self.window_totals(now, FeatureLayout::default_layout()),
+            cfg,
+            now,
+        )
     }
 
     /// The lifecycle stage as of `now`, given [`Self::window_totals`] at `now`.
-    pub fn stage_with(
-        &self,
-        totals: &[WindowTotals; 3],
-        cfg: &LifecycleConfig,
-        now: Millis,
-    ) -> Stage {
-        let [_, w30, w90] = totals;
+    pub fn stage_with(&self, totals: &Totals, cfg: &LifecycleConfig, now: Millis) -> Stage {
+        let (w30, w90) = (totals.recent(), totals.base());
         let days = |t: Millis| ((now - t).max(0) as f64) / DAY_MS as f64;
         lifecycle::stage(
             cfg,
@@ -189,19 +217,21 @@ impl UserState {
         })
     }
 
-    /// Drops buckets no window can reach any more.
-    pub fn prune(&mut self, now: Millis) {
-        self.windows.prune(day_of(now), MAX_WINDOW_DAYS);
+    /// Drops buckets no window can reach any more: those older than `kept_days`
+    /// ([`super::Windows::kept_days`]).
+    pub fn prune(&mut self, now: Millis, kept_days: u32) {
+        self.windows.prune(day_of(now), kept_days);
     }
 
-    /// Features as of `now`. Windows end at `now`'s day; recencies are in fractional days.
-    pub fn features(&self, now: Millis) -> FeatureVector {
-        self.features_with(&self.window_totals(now), now)
+    /// Features of `layout` as of `now`. Windows end at `now`'s day; recencies are in fractional
+    /// days.
+    pub fn features(&self, now: Millis, layout: &'static FeatureLayout) -> FeatureVector {
+        self.features_with(&self.window_totals(now, layout), now)
     }
 
-    /// Features as of `now`, given [`Self::window_totals`] at `now`.
-    pub fn features_with(&self, totals: &[WindowTotals; 3], now: Millis) -> FeatureVector {
-        let [w7, w30, w90] = *totals;
+    /// Features as of `now`, given [`Self::window_totals`] at `now` (which fix the layout).
+    pub fn features_with(&self, totals: &Totals, now: Millis) -> FeatureVector {
+        let (w30, w90): (WindowTotals, WindowTotals) = (totals.recent(), totals.base());
         let days_since = |t: Millis| ((now - t).max(0) as f64) / DAY_MS as f64;
         let tenure = if self.has_activity() {
             days_since(self.first_seen.millis())
@@ -231,25 +261,7 @@ impl UserState {
         // user with no history trends at 1.0 rather than dividing by zero.
         let prior_events = f64::from(w90.events - w30.events) / 2.0;
         let prior_spend = cents(w90.spend_cents - w30.spend_cents) / 2.0;
-        let values: [f64; NUM_FEATURES] = [
-            f64::from(w7.events),
-            f64::from(w30.events),
-            f64::from(w90.events),
-            f64::from(w30.logins),
-            f64::from(w30.page_views),
-            f64::from(w30.cart_adds),
-            f64::from(w7.purchases),
-            f64::from(w30.purchases),
-            f64::from(w90.purchases),
-            cents(w7.spend_cents),
-            cents(w30.spend_cents),
-            cents(w90.spend_cents),
-            f64::from(w90.refunds),
-            f64::from(w90.complaints),
-            f64::from(w90.coupons),
-            f64::from(w90.social),
-            f64::from(w30.active_days),
-            f64::from(w90.active_days),
+        let fixed: [f64; FIXED_FEATURES.len()] = [
             since_activity,
             since_purchase,
             tenure,
@@ -260,7 +272,15 @@ impl UserState {
             cycle,
             since_purchase / cycle_for_ratio,
         ];
-        FeatureVector { values }
+        let mut values = [0.0; MAX_FEATURES];
+        totals.layout.fill(&totals.sums, &fixed, &mut values);
+        let parts = TrendParts {
+            events_30d: f64::from(w30.events),
+            events_90d: f64::from(w90.events),
+            spend_30d: cents(w30.spend_cents),
+            spend_90d: cents(w90.spend_cents),
+        };
+        FeatureVector::from_parts(values, totals.layout, parts)
     }
 
     /// Approximate bytes this state occupies (struct plus bucket heap), for the users gauge and
@@ -291,7 +311,10 @@ mod tests {
             s.apply(&ev(d, EventKind::Purchase, 10.0));
         }
         s.apply(&ev(125.0, EventKind::PageView, 0.0));
-        let f = s.features((130.0 * DAY_MS as f64) as Millis);
+        let f = s.features(
+            (130.0 * DAY_MS as f64) as Millis,
+            FeatureLayout::default_layout(),
+        );
         assert_eq!(f.get("tenure_days"), Some(30.0));
         assert_eq!(f.get("days_since_last_activity"), Some(5.0));
         assert_eq!(f.get("days_since_last_purchase"), Some(10.0));
@@ -307,8 +330,14 @@ mod tests {
     fn a_silent_user_ages_without_new_events() {
         let mut s = UserState::default();
         s.apply(&ev(10.0, EventKind::Login, 0.0));
-        let early = s.features((11.0 * DAY_MS as f64) as Millis);
-        let late = s.features((50.0 * DAY_MS as f64) as Millis);
+        let early = s.features(
+            (11.0 * DAY_MS as f64) as Millis,
+            FeatureLayout::default_layout(),
+        );
+        let late = s.features(
+            (50.0 * DAY_MS as f64) as Millis,
+            FeatureLayout::default_layout(),
+        );
         assert_eq!(early.get("events_7d"), Some(1.0));
         assert_eq!(late.get("events_7d"), Some(0.0));
         assert_eq!(late.get("events_90d"), Some(1.0));

@@ -1,16 +1,153 @@
 //! Exact sliding windows at day granularity.
 //!
 //! A user's recent activity is a short list of day buckets, one per *active* day, sorted by day
-//! and pruned beyond the longest window. A window sum is then an exact recount of the events
+//! and pruned beyond the longest configured window (never below the 90 days the fixed trend
+//! windows read, see [`Windows::kept_days`]). A window sum is then an exact recount of the events
 //! whose day falls in the window, never a decayed approximation, and a late event is folded into
 //! its own day's bucket wherever that sits. Memory is proportional to the user's active days
-//! within the longest window (bounded by it), not to their number of events.
+//! within the kept days (bounded by them), not to their number of events.
+
+use std::fmt;
+use std::str::FromStr;
 
 use crate::event::{Event, EventKind};
 use crate::{Millis, DAY_MS};
 
-/// Longest window kept, in days; buckets older than this (relative to the clock) are pruned.
-pub const MAX_WINDOW_DAYS: u32 = 90;
+/// Most windows one engine computes: each window adds up to eight features and a pass over the
+/// same buckets, and four (a week, a month, a quarter, a year) cover what churn models use.
+pub const MAX_WINDOWS: usize = 4;
+
+/// Longest window accepted, in days. A year covers annual purchase cycles; beyond it the day
+/// numbers of the packed records and the per-user memory grow for little signal.
+pub const MAX_HORIZON_DAYS: u16 = 365;
+
+/// Days of history kept whatever the windows: the trend features, the lifecycle stage and the
+/// policy's value tier read fixed 30- and 90-day windows, so a shorter window set cannot prune
+/// below this.
+pub const MIN_KEPT_DAYS: u32 = 90;
+
+/// The fixed month the trends and lifecycle compare against the two months before it.
+pub const TREND_RECENT_DAYS: u16 = 30;
+
+/// The fixed quarter whose first two months are the trends' baseline.
+pub const TREND_BASE_DAYS: u16 = 90;
+
+/// Most horizons summed per scoring: the configured windows plus the two fixed trend windows.
+pub const MAX_PLAN: usize = MAX_WINDOWS + 2;
+
+/// The configured window horizons, in days: 1 to [`MAX_WINDOWS`] ascending distinct values in
+/// `1..=MAX_HORIZON_DAYS`. Inline and `Copy`, so configurations and layouts carry it without
+/// allocating; the only way to build one is through the checks of [`Windows::new`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Windows {
+    days: [u16; MAX_WINDOWS],
+    len: u8,
+}
+
+/// Why a list of horizons is not a window set. Messages name the rule broken and the value.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum WindowsError {
+    #[error("no window given: list 1 to {MAX_WINDOWS} horizons in days, e.g. 7,30,90")]
+    Empty,
+    #[error("{0} windows given, at most {MAX_WINDOWS} are supported")]
+    TooMany(usize),
+    #[error("window {0:?} is not a whole number of days")]
+    NotANumber(String),
+    #[error("window of {0} days is outside 1..={MAX_HORIZON_DAYS}")]
+    OutOfRange(u64),
+    #[error("windows must be ascending and distinct: {0} is followed by {1}")]
+    NotAscending(u16, u16),
+}
+
+impl Windows {
+    /// Checks and stores `days`.
+    pub fn new(days: &[u64]) -> Result<Windows, WindowsError> {
+        if days.is_empty() {
+            return Err(WindowsError::Empty);
+        }
+        if days.len() > MAX_WINDOWS {
+            return Err(WindowsError::TooMany(days.len()));
+        }
+        let mut out = Windows {
+            days: [0; MAX_WINDOWS],
+            len: 0,
+        };
+        for &d in days {
+            let day = u16::try_from(d)
+                .ok()
+                .filter(|d| (1..=MAX_HORIZON_DAYS).contains(d))
+                .ok_or(WindowsError::OutOfRange(d))?;
+            if let Some(&prev) = out.days().last() {
+                if day <= prev {
+                    return Err(WindowsError::NotAscending(prev, day));
+                }
+            }
+            out.days[usize::from(out.len)] = day;
+            out.len += 1;
+        }
+        Ok(out)
+    }
+
+    /// The horizons, ascending.
+    pub fn days(&self) -> &[u16] {
+        &self.days[..usize::from(self.len)]
+    }
+
+    /// The longest horizon.
+    pub fn longest(&self) -> u16 {
+        self.days().last().copied().unwrap_or(0)
+    }
+
+    /// Days of buckets kept per user: the longest window, and never less than the fixed trend
+    /// windows need.
+    pub fn kept_days(&self) -> u32 {
+        u32::from(self.longest()).max(MIN_KEPT_DAYS)
+    }
+}
+
+impl Default for Windows {
+    /// 7, 30 and 90 days: the windows the feature set was designed with and
+    /// `models/churn-lr.json` was trained on.
+    fn default() -> Windows {
+        Windows {
+            days: [7, 30, 90, 0],
+            len: 3,
+        }
+    }
+}
+
+impl FromStr for Windows {
+    type Err = WindowsError;
+
+    /// Parses a comma-separated list such as `7,30,90,180` (spaces around items allowed).
+    fn from_str(text: &str) -> Result<Windows, WindowsError> {
+        if text.trim().is_empty() {
+            return Err(WindowsError::Empty);
+        }
+        let days = text
+            .split(',')
+            .map(|item| {
+                let item = item.trim();
+                item.parse::<u64>()
+                    .map_err(|_| WindowsError::NotANumber(item.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Windows::new(&days)
+    }
+}
+
+impl fmt::Display for Windows {
+    /// The same comma-separated form [`Windows::from_str`] reads.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.days().iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
 
 /// Counters for one calendar day (UTC) of one user, in 16 bytes. Counters saturate rather than
 /// wrap: at 65,535 events, or 255 of one kind, per user and day — beyond what a person does (a
@@ -71,6 +208,21 @@ pub struct WindowTotals {
 }
 
 impl WindowTotals {
+    /// Adds the totals of a window nested inside this one (prefix sums over horizons).
+    fn merge(&mut self, o: &WindowTotals) {
+        self.events += o.events;
+        self.logins += o.logins;
+        self.page_views += o.page_views;
+        self.cart_adds += o.cart_adds;
+        self.purchases += o.purchases;
+        self.refunds += o.refunds;
+        self.complaints += o.complaints;
+        self.coupons += o.coupons;
+        self.social += o.social;
+        self.spend_cents += o.spend_cents;
+        self.active_days += o.active_days;
+    }
+
     fn add(&mut self, b: &DayBucket) {
         self.events += u32::from(b.events);
         self.logins += u32::from(b.logins);
@@ -380,6 +532,32 @@ impl DayWindows {
         out
     }
 
+    /// Totals of the windows of `days` days (ascending, at most [`MAX_PLAN`]) ending at `today`,
+    /// in one pass over the buckets, into the first `days.len()` entries of the result. Each
+    /// bucket is added to the shortest window holding it only, and the windows are then
+    /// accumulated from shortest to longest: nested windows share their sums instead of adding
+    /// every bucket once per window.
+    pub fn totals_ascending(&self, today: u32, days: &[u16]) -> [WindowTotals; MAX_PLAN] {
+        debug_assert!(days.len() <= MAX_PLAN && days.windows(2).all(|p| p[0] < p[1]));
+        let mut out = [WindowTotals::default(); MAX_PLAN];
+        let n = days.len().min(MAX_PLAN);
+        for b in self.buckets() {
+            let day = u32::from(b.day);
+            if day > today {
+                continue;
+            }
+            let age = today - day;
+            if let Some(i) = days[..n].iter().position(|d| age < u32::from(*d)) {
+                out[i].add(&b);
+            }
+        }
+        for i in 1..n {
+            let shorter = out[i - 1];
+            out[i].merge(&shorter);
+        }
+        out
+    }
+
     /// The raw parts, for persistence: the latest day, the packed older days and the day of the
     /// first packed record.
     pub fn to_parts(&self) -> (DayBucket, &[u8], u16) {
@@ -483,12 +661,38 @@ mod tests {
         for day in 0..200 {
             w.add(&ev(day, EventKind::Login, 0.0));
         }
-        w.prune(199, MAX_WINDOW_DAYS);
-        assert_eq!(w.len(), MAX_WINDOW_DAYS as usize);
+        w.prune(199, MIN_KEPT_DAYS);
+        assert_eq!(w.len(), MIN_KEPT_DAYS as usize);
         assert_eq!(w.totals(199, 90).events, 90);
         assert_eq!(w.buckets().next().map(|b| b.day), Some(110));
-        w.prune(400, MAX_WINDOW_DAYS);
+        w.prune(400, MIN_KEPT_DAYS);
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn the_longest_window_sets_what_is_kept_but_never_below_the_trend_windows() {
+        let kept = |text: &str| text.parse::<Windows>().unwrap().kept_days();
+        assert_eq!(kept("7,30,90"), 90);
+        assert_eq!(kept("7,30,90,180"), 180);
+        assert_eq!(kept("7,14"), MIN_KEPT_DAYS);
+        assert_eq!(kept("365"), 365);
+        assert_eq!(
+            "7, 30,90 ,180".parse::<Windows>().unwrap().to_string(),
+            "7,30,90,180"
+        );
+    }
+
+    #[test]
+    fn bad_window_lists_are_refused() {
+        let err = |text: &str| text.parse::<Windows>().unwrap_err();
+        assert_eq!(err(""), WindowsError::Empty);
+        assert_eq!(err("1,2,3,4,5"), WindowsError::TooMany(5));
+        assert_eq!(err("7,,30"), WindowsError::NotANumber(String::new()));
+        assert_eq!(err("0"), WindowsError::OutOfRange(0));
+        assert_eq!(err("366"), WindowsError::OutOfRange(366));
+        assert_eq!(err("99999999"), WindowsError::OutOfRange(99_999_999));
+        assert_eq!(err("30,30"), WindowsError::NotAscending(30, 30));
+        assert_eq!(err("90,30"), WindowsError::NotAscending(90, 30));
     }
 
     #[test]
@@ -527,7 +731,73 @@ mod tests {
         assert_eq!(out.len(), 4);
     }
 
+    /// Brute-force recount of `evs` over the `days` days ending at `today`.
+    fn recount(evs: &[Event], today: u32, days: u32) -> WindowTotals {
+        let mut t = WindowTotals::default();
+        let mut seen: Vec<u32> = Vec::new();
+        for e in evs {
+            let d = day_of(e.ts);
+            if d > today || d + days <= today {
+                continue;
+            }
+            let mut b = DayBucket::default();
+            b.add(e.kind, to_cents(e.amount));
+            t.events += 1;
+            t.logins += u32::from(b.logins);
+            t.page_views += u32::from(b.page_views);
+            t.cart_adds += u32::from(b.cart_adds);
+            t.purchases += u32::from(b.purchases);
+            t.refunds += u32::from(b.refunds);
+            t.complaints += u32::from(b.complaints);
+            t.coupons += u32::from(b.coupons);
+            t.social += u32::from(b.social);
+            t.spend_cents += u64::from(b.spend_cents);
+            if !seen.contains(&d) {
+                seen.push(d);
+            }
+        }
+        t.active_days = seen.len() as u32;
+        t
+    }
+
     proptest! {
+        /// Any window set, any order of arrival, pruned to what the window set keeps: every
+        /// window's sums equal a brute-force recount of the same events, counter by counter.
+        #[test]
+        fn configured_windows_equal_brute_force(
+            events in proptest::collection::vec((0u32..500, 0usize..15, 0u32..10_000), 0..200),
+            days in proptest::collection::btree_set(1u16..=MAX_HORIZON_DAYS, 1..=MAX_WINDOWS),
+            later in 0u32..400,
+        ) {
+            let windows = Windows::new(&days.iter().map(|d| u64::from(*d)).collect::<Vec<_>>()).unwrap();
+            let mut w = DayWindows::default();
+            let evs: Vec<Event> = events.iter()
+                .map(|(d, k, c)| ev(*d, EventKind::ALL[*k], f64::from(*c) / 100.0)).collect();
+            // As the engine does: the clock is the latest event so far, and each event prunes
+            // to what the windows keep at that clock.
+            let mut clock = 0;
+            for e in &evs {
+                clock = clock.max(day_of(e.ts));
+                w.add(e);
+                w.prune(clock, windows.kept_days());
+            }
+            let today = clock + later;
+            w.prune(today, windows.kept_days());
+            // The plan the engine sums: configured windows plus the fixed trend windows.
+            let mut plan: Vec<u16> = windows.days().to_vec();
+            plan.extend([TREND_RECENT_DAYS, TREND_BASE_DAYS]);
+            plan.sort_unstable();
+            plan.dedup();
+            let totals = w.totals_ascending(today, &plan);
+            for (i, d) in plan.iter().enumerate() {
+                // Pruning lost nothing a window ending at the clock or later reads.
+                prop_assert_eq!(totals[i], recount(&evs, today, u32::from(*d)), "window {} of {:?}", d, plan);
+            }
+            prop_assert!(totals[plan.len()..].iter().all(|t| *t == WindowTotals::default()));
+            prop_assert!(w.buckets().all(|b| u32::from(b.day) + windows.kept_days() > today));
+            prop_assert!(w.len() <= windows.kept_days() as usize);
+        }
+
         /// Any order of arrival gives the same windows as a brute-force recount.
         #[test]
         fn windows_equal_brute_force(events in proptest::collection::vec((0u32..120, 0usize..15, 0u32..10_000), 0..200),

@@ -24,7 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::features::FeatureVector;
+use crate::features::{FeatureLayout, FeatureVector};
 
 /// Why BG/NBD could not be fitted or used.
 #[derive(Debug, thiserror::Error)]
@@ -331,10 +331,13 @@ pub struct CustomerReader {
 }
 
 impl CustomerReader {
-    /// Resolves the features BG/NBD reads.
-    pub fn new() -> Result<Self, BgNbdError> {
+    /// Resolves the features BG/NBD reads in `layout` (fixed features: every window set has
+    /// them).
+    pub fn new(layout: &FeatureLayout) -> Result<Self, BgNbdError> {
         let idx = |name: &'static str| {
-            FeatureVector::index_of(name).ok_or(BgNbdError::MissingFeature(name))
+            layout
+                .index_of(name)
+                .ok_or(BgNbdError::MissingFeature(name))
         };
         Ok(CustomerReader {
             purchases: idx("purchases_total")?,
@@ -517,12 +520,11 @@ mod tests {
 
     #[test]
     fn reads_summaries_from_engine_features() {
-        let reader = CustomerReader::new().unwrap();
-        let mut f = FeatureVector {
-            values: [0.0; crate::features::NUM_FEATURES],
-        };
+        let layout = FeatureLayout::default_layout();
+        let reader = CustomerReader::new(layout).unwrap();
+        let mut f = FeatureVector::zeros(layout);
         let set = |f: &mut FeatureVector, n: &str, v: f64| {
-            f.values[FeatureVector::index_of(n).unwrap()] = v;
+            assert!(f.set(n, v), "{n}");
         };
         // Three purchases on days 0, 7 and 21, snapshot on day 35.
         set(&mut f, "purchases_total", 3.0);

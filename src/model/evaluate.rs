@@ -100,14 +100,15 @@ pub fn evaluate_rows(
 ) -> (Evaluation, Scored) {
     let scores: Vec<f64> = rows.iter().map(|r| model.score(&r.features)).collect();
     let labels: Vec<bool> = rows.iter().map(|r| r.churned).collect();
-    let silence_idx = crate::features::FeatureVector::index_of("days_since_last_activity")
-        .expect("days_since_last_activity is a feature");
     let horizon_days = horizon as f64 / DAY_MS as f64;
     let alerted_leads: Vec<f64> = rows
         .iter()
         .zip(&scores)
         .filter(|(r, &s)| r.churned && s >= model.threshold())
-        .map(|(r, _)| horizon_days - r.features.values[silence_idx])
+        .map(|(r, _)| {
+            // A fixed feature: every layout has it.
+            horizon_days - r.features.get("days_since_last_activity").unwrap_or(0.0)
+        })
         .collect();
     let leads: Vec<f64> = alerted_leads.iter().copied().filter(|&l| l > 0.0).collect();
     let mut eval = evaluate_scores(

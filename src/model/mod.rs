@@ -40,7 +40,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::features::{FeatureVector, FEATURE_NAMES, NUM_FEATURES};
+use crate::features::layout::Counter;
+use crate::features::{FeatureLayout, FeatureVector, Windows};
 use bgnbd::{BgNbdParams, CustomerReader};
 pub use forest::Forest;
 
@@ -50,8 +51,8 @@ pub const ARTIFACT_FORMAT: &str = "churnguard-model/1";
 pub const ARTIFACT_FORMAT_V2: &str = "churnguard-model/2";
 /// Format tag of artifacts with derived inputs under the `derived` key (format 2 plus it).
 pub const ARTIFACT_FORMAT_V3: &str = "churnguard-model/3";
-/// Names of the derived inputs a model may use, after the engine's [`FEATURE_NAMES`]: model
-/// feature `NUM_FEATURES + k` is `DERIVED_NAMES[k]`.
+/// Names of the derived inputs a model may use, after the engine's features: with a layout of
+/// `n` features, model input `n + k` is `DERIVED_NAMES[k]`.
 pub const DERIVED_NAMES: [&str; NUM_DERIVED] = ["bgnbd_p_alive", "bgnbd_expected_purchases"];
 /// Number of derived inputs.
 pub const NUM_DERIVED: usize = 2;
@@ -102,22 +103,22 @@ impl BgNbdSpec {
     }
 }
 
-/// Index of an engine feature or a derived input by name (derived ones after the engine's).
-pub fn input_index(name: &str) -> Option<usize> {
-    FeatureVector::index_of(name).or_else(|| {
+/// Index of an engine feature of `layout` or a derived input by name (derived ones after the
+/// engine's).
+pub fn input_index(layout: &FeatureLayout, name: &str) -> Option<usize> {
+    layout.index_of(name).or_else(|| {
         DERIVED_NAMES
             .iter()
             .position(|n| *n == name)
-            .map(|k| NUM_FEATURES + k)
+            .map(|k| layout.len() + k)
     })
 }
 
-/// The name of input `i` (see [`input_index`]).
-pub fn input_name(i: usize) -> &'static str {
-    if i < NUM_FEATURES {
-        FEATURE_NAMES[i]
-    } else {
-        DERIVED_NAMES[i - NUM_FEATURES]
+/// The name of input `i` of `layout` (see [`input_index`]).
+pub fn input_name(layout: &FeatureLayout, i: usize) -> &'static str {
+    match i.checked_sub(layout.len()) {
+        None => layout.names()[i],
+        Some(k) => DERIVED_NAMES[k],
     }
 }
 
@@ -149,6 +150,18 @@ pub enum ModelError {
         path: String,
         name: String,
         known: String,
+    },
+    #[error(
+        "model {path} uses feature {name:?}, which windows {engine} do not compute (the model \
+         {model}); run with --windows set to the model's windows, or retrain with these"
+    )]
+    WindowsMismatch {
+        path: String,
+        name: String,
+        /// The windows the engine runs.
+        engine: Windows,
+        /// What the artifact says about its windows (recorded, or inferred from its names).
+        model: String,
     },
     #[error("model {path} is inconsistent: {detail}")]
     Inconsistent { path: String, detail: String },
@@ -262,6 +275,21 @@ pub struct ModelArtifact {
 }
 
 impl ModelArtifact {
+    /// The windows the model was trained with: recorded by training when not the default
+    /// (7, 30, 90 days), which every artifact without the record was trained on.
+    pub fn windows(&self) -> Result<Windows, ModelError> {
+        match self.training.get("windows") {
+            None => Ok(Windows::default()),
+            Some(w) => w
+                .as_str()
+                .and_then(|text| text.parse().ok())
+                .ok_or_else(|| ModelError::Inconsistent {
+                    path: "training".into(),
+                    detail: format!("recorded windows {w} are not a window list"),
+                }),
+        }
+    }
+
     /// Computes the content-hash version: the same weights and training record always give the
     /// same version, so alert ids derived from it are stable across restarts and replays.
     pub fn compute_version(&self) -> String {
@@ -370,8 +398,10 @@ pub struct Contribution {
 #[derive(Debug, Clone)]
 pub struct Model {
     artifact: ModelArtifact,
-    /// Index into [`FEATURE_NAMES`] for each model feature, resolved once at load time.
+    /// Index into `layout` for each model feature, resolved once at load time.
     indices: Vec<usize>,
+    /// The features of the windows this model was loaded for (the engine's).
+    layout: &'static FeatureLayout,
     /// The trees of a `random_forest_regressor` (format 2); `None` for logistic regression.
     forest: Option<Forest>,
     /// Derived-input transforms (format 3) and where they read the engine's features.
@@ -388,19 +418,31 @@ fn logit_of(p: f64) -> f64 {
 }
 
 impl Model {
-    /// Loads and validates an artifact from disk.
+    /// Loads and validates an artifact from disk, for the default windows (7, 30, 90 days).
     pub fn load(path: &Path) -> Result<Model, ModelError> {
+        Model::load_for(path, Windows::default())
+    }
+
+    /// Loads and validates an artifact from disk for an engine running `windows`: every feature
+    /// the model uses must be one those windows compute.
+    pub fn load_for(path: &Path, windows: Windows) -> Result<Model, ModelError> {
         let p = path.display().to_string();
         let text = std::fs::read(path).map_err(|source| ModelError::Read {
             path: p.clone(),
             source,
         })?;
-        Model::from_json(&text, &p)
+        Model::from_json_for(&text, &p, windows)
+    }
+
+    /// [`Model::from_json_for`] the default windows.
+    pub fn from_json(text: &[u8], origin: &str) -> Result<Model, ModelError> {
+        Model::from_json_for(text, origin, Windows::default())
     }
 
     /// Parses and validates an artifact from the bytes of a model file (`origin` names it in
-    /// errors). Hot reload uses this so the bytes it fingerprinted are exactly the bytes it loads.
-    pub fn from_json(text: &[u8], origin: &str) -> Result<Model, ModelError> {
+    /// errors) for an engine running `windows`. Hot reload uses this so the bytes it
+    /// fingerprinted are exactly the bytes it loads.
+    pub fn from_json_for(text: &[u8], origin: &str, windows: Windows) -> Result<Model, ModelError> {
         let p = origin.to_string();
         let mut value: serde_json::Value =
             serde_json::from_slice(text).map_err(|source| ModelError::Parse {
@@ -431,31 +473,45 @@ impl Model {
                 path: p.clone(),
                 source,
             })?;
-        Model::from_parts_full(artifact, forest, derived, &p)
+        Model::from_parts_full(artifact, forest, derived, &p, windows)
     }
 
-    /// Validates an in-memory artifact (`origin` names it in errors).
+    /// Validates an in-memory artifact (`origin` names it in errors), for the default windows.
     pub fn from_artifact(artifact: ModelArtifact, origin: &str) -> Result<Model, ModelError> {
         Model::from_parts(artifact, None, origin)
     }
 
-    /// Validates an artifact and, for tree models, its forest (`origin` names it in errors).
+    /// [`Model::from_parts_for`] the default windows.
     pub fn from_parts(
         artifact: ModelArtifact,
         forest: Option<Forest>,
         origin: &str,
     ) -> Result<Model, ModelError> {
-        Model::from_parts_full(artifact, forest, None, origin)
+        Model::from_parts_for(artifact, forest, origin, Windows::default())
+    }
+
+    /// Validates an artifact and, for tree models, its forest (`origin` names it in errors), for
+    /// an engine running `windows`.
+    pub fn from_parts_for(
+        artifact: ModelArtifact,
+        forest: Option<Forest>,
+        origin: &str,
+        windows: Windows,
+    ) -> Result<Model, ModelError> {
+        Model::from_parts_full(artifact, forest, None, origin, windows)
     }
 
     /// Validates an artifact with its forest and derived transforms (`origin` names it in
-    /// errors). Derived inputs need format 3, and format 3 needs them.
+    /// errors), for an engine running `windows`. Derived inputs need format 3, and format 3
+    /// needs them.
     pub fn from_parts_full(
         artifact: ModelArtifact,
         forest: Option<Forest>,
         derived: Option<DerivedSpec>,
         origin: &str,
+        windows: Windows,
     ) -> Result<Model, ModelError> {
+        let layout = FeatureLayout::of(windows);
         let inconsistent = |detail: String| ModelError::Inconsistent {
             path: origin.into(),
             detail,
@@ -463,7 +519,8 @@ impl Model {
         let derived = match (artifact.format.as_str(), derived) {
             (ARTIFACT_FORMAT_V3, Some(d)) => {
                 d.bgnbd.validate().map_err(inconsistent)?;
-                let reader = CustomerReader::new().map_err(|e| inconsistent(e.to_string()))?;
+                let reader =
+                    CustomerReader::new(layout).map_err(|e| inconsistent(e.to_string()))?;
                 Some((d, reader))
             }
             (ARTIFACT_FORMAT_V3, None) => {
@@ -500,12 +557,9 @@ impl Model {
         };
         let mut indices = Vec::with_capacity(artifact.features.len());
         for f in &artifact.features {
-            let idx = input_index(&f.name).ok_or_else(|| ModelError::UnknownFeature {
-                path: origin.into(),
-                name: f.name.clone(),
-                known: FEATURE_NAMES.join(", "),
-            })?;
-            if idx >= NUM_FEATURES && derived.is_none() {
+            let idx = input_index(layout, &f.name)
+                .ok_or_else(|| missing_feature(&artifact, &f.name, origin, layout))?;
+            if idx >= layout.len() && derived.is_none() {
                 return Err(inconsistent(format!(
                     "feature {:?} is derived but the artifact carries no derived transforms",
                     f.name
@@ -540,6 +594,7 @@ impl Model {
             shared_version: Arc::from(artifact.version.as_str()),
             artifact,
             indices,
+            layout,
             forest,
             derived,
         })
@@ -560,11 +615,15 @@ impl Model {
 
     /// Raw value of model input `i` (an engine feature or a derived input).
     fn raw(x: &FeatureVector, d: &[f64; NUM_DERIVED], i: usize) -> f64 {
-        if i < NUM_FEATURES {
-            x.values[i]
-        } else {
-            d[i - NUM_FEATURES]
+        match i.checked_sub(x.layout().len()) {
+            None => x.values[i],
+            Some(k) => d[k],
         }
+    }
+
+    /// The features this model was loaded for.
+    pub fn layout(&self) -> &'static FeatureLayout {
+        self.layout
     }
 
     /// The trees, for a tree model.
@@ -700,10 +759,11 @@ impl Model {
         // A feature with spline terms appears several times: its contribution is their sum.
         let mut all: Vec<Contribution> = Vec::with_capacity(self.indices.len());
         for (&i, contribution) in self.indices.iter().zip(contributions) {
-            match all.iter_mut().find(|c| c.feature == input_name(i)) {
+            let name = input_name(self.layout, i);
+            match all.iter_mut().find(|c| c.feature == name) {
                 Some(c) => c.contribution += contribution,
                 None => all.push(Contribution {
-                    feature: input_name(i),
+                    feature: name,
                     value: Self::raw(x, &d, i),
                     contribution,
                 }),
@@ -712,6 +772,46 @@ impl Model {
         all.sort_by(|a, b| b.contribution.total_cmp(&a.contribution));
         all.truncate(k);
         all
+    }
+}
+
+/// Why a model feature is not in `layout`: a windowed feature of other windows names both
+/// window sets; anything else is a feature this build does not know.
+fn missing_feature(
+    artifact: &ModelArtifact,
+    name: &str,
+    origin: &str,
+    layout: &FeatureLayout,
+) -> ModelError {
+    if Counter::parse_name(name).is_none() {
+        return ModelError::UnknownFeature {
+            path: origin.into(),
+            name: name.into(),
+            known: layout.names().join(", "),
+        };
+    }
+    // Training records non-default windows; an artifact without them was trained on the
+    // default ones, unless its names say otherwise.
+    let recorded = artifact.training["windows"].as_str().map(str::to_string);
+    let model = match recorded {
+        Some(w) => format!("was trained with windows {w}"),
+        None => {
+            let mut days: Vec<u16> = artifact
+                .features
+                .iter()
+                .filter_map(|f| Counter::parse_name(&f.name).map(|(_, d)| d))
+                .collect();
+            days.sort_unstable();
+            days.dedup();
+            let listed: Vec<String> = days.iter().map(u16::to_string).collect();
+            format!("uses windows of {} days", listed.join(","))
+        }
+    };
+    ModelError::WindowsMismatch {
+        path: origin.into(),
+        name: name.into(),
+        engine: layout.windows(),
+        model,
     }
 }
 
@@ -745,10 +845,8 @@ mod tests {
     #[test]
     fn probability_follows_the_coefficients() {
         let m = Model::from_artifact(artifact(), "test").unwrap();
-        let mut x = FeatureVector {
-            values: [0.0; crate::features::NUM_FEATURES],
-        };
-        x.values[FeatureVector::index_of("days_since_last_activity").unwrap()] = 15.0;
+        let mut x = FeatureVector::zeros(FeatureLayout::default_layout());
+        x.set("days_since_last_activity", 15.0);
         // z = -1 + 2 * (15 - 10) / 5 = 1
         assert!((m.score(&x) - sigmoid(1.0)).abs() < 1e-12);
         assert_eq!(m.top_reasons(&x, 1)[0].feature, "days_since_last_activity");
@@ -763,6 +861,37 @@ mod tests {
             err.contains("shoe_size") && err.contains("retrain"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn refuses_a_model_of_other_windows_naming_both() {
+        let shipped = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/churn-lr.json"));
+        let longer: Windows = "7,30,90,180".parse().unwrap();
+        let err = Model::load_for(shipped, longer).unwrap_err();
+        assert!(matches!(err, ModelError::WindowsMismatch { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("7,30,90,180") && text.contains("uses windows of 7,30,90 days"),
+            "{text}"
+        );
+        // Recorded windows are named as recorded.
+        let mut a = artifact();
+        a.features[0].name = "purchases_180d".into();
+        a.training = serde_json::json!({ "windows": "7,30,90,180" });
+        let text = Model::from_artifact(a.clone(), "m.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("\"purchases_180d\"")
+                && text.contains("trained with windows 7,30,90,180"),
+            "{text}"
+        );
+        // Under its own windows the same artifact loads, and scores through its own layout.
+        let m = Model::from_parts_for(a, None, "m.json", longer).unwrap();
+        assert!(std::ptr::eq(m.layout(), FeatureLayout::of(longer)));
+        let mut x = FeatureVector::zeros(m.layout());
+        assert!(x.set("purchases_180d", 15.0));
+        assert!((m.logit(&x) - 1.0).abs() < 1e-12);
     }
 
     #[test]
@@ -787,10 +916,10 @@ mod tests {
             m.artifact().compute_version_with(m.forest())
         );
         assert_ne!(loaded.version(), m.artifact().compute_version());
-        let mut x = FeatureVector {
-            values: [0.0; crate::features::NUM_FEATURES],
-        };
-        let i = FeatureVector::index_of("days_since_last_activity").unwrap();
+        let mut x = FeatureVector::zeros(FeatureLayout::default_layout());
+        let i = FeatureLayout::default_layout()
+            .index_of("days_since_last_activity")
+            .unwrap();
         x.values[i] = 30.0;
         assert!((loaded.score(&x) - 0.9).abs() < 1e-12);
         let r = &loaded.top_reasons(&x, 1)[0];
@@ -825,10 +954,8 @@ mod tests {
         let text = serde_json::to_string(&a).unwrap();
         assert!(text.contains(r#"{"hinge":{"knot":20.0}}"#), "{text}");
         let m = Model::from_json(text.as_bytes(), "test").unwrap();
-        let mut x = FeatureVector {
-            values: [0.0; crate::features::NUM_FEATURES],
-        };
-        x.values[FeatureVector::index_of("days_since_last_activity").unwrap()] = 30.0;
+        let mut x = FeatureVector::zeros(FeatureLayout::default_layout());
+        x.set("days_since_last_activity", 30.0);
         // z = -1 + 2 * (30 - 10) / 5 - 0.1 * max(0, 30 - 20) = 6
         assert!((m.logit(&x) - 6.0).abs() < 1e-12);
         let reasons = m.top_reasons(&x, 5);
@@ -866,11 +993,9 @@ mod tests {
             std: 0.25,
             coef: -1.0,
         };
-        let mut x = FeatureVector {
-            values: [0.0; crate::features::NUM_FEATURES],
-        };
+        let mut x = FeatureVector::zeros(FeatureLayout::default_layout());
         let set = |x: &mut FeatureVector, n: &str, v: f64| {
-            x.values[FeatureVector::index_of(n).unwrap()] = v;
+            assert!(x.set(n, v), "{n}");
         };
         // Customer 1 of Fader-Hardie's data: x = 2, t_x = 30.43, T = 38.86 weeks.
         set(&mut x, "purchases_total", 3.0);
@@ -878,7 +1003,9 @@ mod tests {
         set(&mut x, "days_since_last_purchase", (38.86 - 30.43) * 7.0);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.json");
-        let mut m = Model::from_parts_full(a.clone(), None, Some(spec.clone()), "t").unwrap();
+        let mut m =
+            Model::from_parts_full(a.clone(), None, Some(spec.clone()), "t", Windows::default())
+                .unwrap();
         m.save(&path).unwrap();
         let loaded = Model::load(&path).unwrap();
         assert_eq!(loaded.derived(), Some(&spec));
@@ -896,14 +1023,21 @@ mod tests {
         assert!((r.value - 0.726_578_570_080_673).abs() < 1e-9);
         assert!(loaded.silent_logit_bound(&x, &x).is_none());
         // Derived inputs without their transforms, or transforms without format 3, are refused.
-        assert!(Model::from_parts_full(a.clone(), None, None, "t").is_err());
+        assert!(Model::from_parts_full(a.clone(), None, None, "t", Windows::default()).is_err());
         let mut v1 = a.clone();
         v1.format = ARTIFACT_FORMAT.into();
-        assert!(Model::from_parts_full(v1.clone(), None, Some(spec.clone()), "t").is_err());
+        assert!(Model::from_parts_full(
+            v1.clone(),
+            None,
+            Some(spec.clone()),
+            "t",
+            Windows::default()
+        )
+        .is_err());
         assert!(Model::from_artifact(v1, "t").is_err());
         let mut bad = spec;
         bad.bgnbd.params.a = 1.0;
-        assert!(Model::from_parts_full(a, None, Some(bad), "t").is_err());
+        assert!(Model::from_parts_full(a, None, Some(bad), "t", Windows::default()).is_err());
     }
 
     #[test]

@@ -8,9 +8,10 @@
 //! rather than inotify (`notify`): it sees symlink swaps of mounted volumes, costs one small read
 //! every few seconds, and needs no platform-specific code.
 //!
-//! A new artifact is fully loaded and validated ([`Model::from_json`]: format, kind, trees, every
-//! feature known to this build, finite scaling, threshold) *before* it is published through a
-//! `tokio::sync::watch` channel; the pipeline picks it up between two messages. A bad artifact
+//! A new artifact is fully loaded and validated ([`Model::from_json_for`]: format, kind, trees,
+//! every feature computed under the engine's windows, finite scaling, threshold) *before* it is
+//! published through a `tokio::sync::watch` channel; the pipeline picks it up between two
+//! messages. A bad artifact
 //! (unreadable, not JSON, unknown feature, inconsistent) keeps the old model, is logged with the
 //! reason and counted in `churnguard_model_reloads_total{result="error"}`. The same bad file is
 //! reported once, not at every poll; a SIGHUP always retries.
@@ -24,6 +25,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Model, ModelError};
+use crate::features::Windows;
 use crate::metrics::Metrics;
 
 /// Why the watcher could not start.
@@ -81,9 +83,13 @@ fn read_file(path: &Path) -> Result<(Vec<u8>, FileFingerprint), ModelError> {
 }
 
 /// Loads and validates the model at `path`, with the fingerprint of the bytes it came from.
-pub fn load_with_fingerprint(path: &Path) -> Result<(Model, FileFingerprint), ModelError> {
+/// The model is checked against the features of `windows` (the engine's).
+pub fn load_with_fingerprint(
+    path: &Path,
+    windows: Windows,
+) -> Result<(Model, FileFingerprint), ModelError> {
     let (bytes, fp) = read_file(path)?;
-    let model = Model::from_json(&bytes, &path.display().to_string())?;
+    let model = Model::from_json_for(&bytes, &path.display().to_string(), windows)?;
     Ok((model, fp))
 }
 
@@ -114,6 +120,8 @@ pub struct Watcher {
     path: PathBuf,
     tx: watch::Sender<Arc<Model>>,
     metrics: Arc<Metrics>,
+    /// The engine's windows: a new artifact must use only features they compute.
+    windows: Windows,
     last_seen: Observed,
     /// The last look refused the file (so an unchanged file is not reported again).
     last_refused: bool,
@@ -126,13 +134,24 @@ impl Watcher {
         path: &Path,
         metrics: Arc<Metrics>,
     ) -> Result<(Watcher, watch::Receiver<Arc<Model>>), ModelError> {
-        let (model, fp) = load_with_fingerprint(path)?;
+        Watcher::new_for(path, metrics, Windows::default())
+    }
+
+    /// [`Watcher::new`] for an engine running `windows`: the startup model and every reload
+    /// are checked against the features those windows compute.
+    pub fn new_for(
+        path: &Path,
+        metrics: Arc<Metrics>,
+        windows: Windows,
+    ) -> Result<(Watcher, watch::Receiver<Arc<Model>>), ModelError> {
+        let (model, fp) = load_with_fingerprint(path, windows)?;
         let (tx, rx) = watch::channel(Arc::new(model));
         Ok((
             Watcher {
                 path: path.to_path_buf(),
                 tx,
                 metrics,
+                windows,
                 last_seen: Observed::File(fp),
                 last_refused: false,
             },
@@ -169,7 +188,8 @@ impl Watcher {
         let loaded = match read {
             Ok((bytes, _)) => {
                 let o = origin.clone();
-                tokio::task::spawn_blocking(move || Model::from_json(&bytes, &o))
+                let windows = self.windows;
+                tokio::task::spawn_blocking(move || Model::from_json_for(&bytes, &o, windows))
                     .await
                     .unwrap_or_else(|j| Err(joined(j)))
             }
@@ -257,8 +277,9 @@ pub fn start(
     path: &Path,
     poll: Duration,
     metrics: Arc<Metrics>,
+    windows: Windows,
 ) -> Result<(watch::Receiver<Arc<Model>>, JoinHandle<()>), ReloadError> {
-    let (watcher, rx) = Watcher::new(path, metrics)?;
+    let (watcher, rx) = Watcher::new_for(path, metrics, windows)?;
     let task = watcher.spawn(poll)?;
     Ok((rx, task))
 }

@@ -39,7 +39,7 @@ use super::{
 };
 use crate::engine::{Engine, EngineConfig};
 use crate::event::{Event, EventKind};
-use crate::features::{FeatureVector, FEATURE_NAMES, NUM_FEATURES};
+use crate::features::{FeatureLayout, FeatureVector, Windows, MAX_FEATURES};
 use crate::{Millis, DAY_MS};
 
 /// Why training could not produce a model.
@@ -146,12 +146,15 @@ pub struct TrainConfig {
     /// Rows at a cutoff are the users active within this before it; `None` = the cutoff's
     /// horizon (users silent longer than a horizon have churned already).
     pub active_within: Option<Millis>,
-    /// Restrict the model to these features (in [`FEATURE_NAMES`] order); `None` = all. Names
-    /// of derived inputs ([`DERIVED_NAMES`]) turn on the BG/NBD fit with default settings.
+    /// Restrict the model to these features (in layout order); `None` = all. Names of derived
+    /// inputs ([`DERIVED_NAMES`]) turn on the BG/NBD fit with default settings.
     pub features: Option<Vec<String>>,
     /// Fit BG/NBD and offer its derived inputs to the model (all of them when `features` is
     /// `None`).
     pub bgnbd: Option<BgNbdConfig>,
+    /// Sliding windows of the engine the rows come from: they decide the feature list, and the
+    /// artifact records them when they are not the default.
+    pub windows: Windows,
     pub kind: ModelKind,
     /// Logistic regression only: spline knots per feature (0 = linear in the transformed
     /// feature). Each feature gets this many hinge terms at quantiles of its training values,
@@ -173,6 +176,7 @@ impl Default for TrainConfig {
             active_within: None,
             features: None,
             bgnbd: None,
+            windows: Windows::default(),
             kind: ModelKind::LogisticRegression { alpha: 1.0 },
             spline_knots: 0,
             threshold: ThresholdObjective::MaxF1,
@@ -234,14 +238,26 @@ pub fn progress_bar(len: u64, enabled: bool, what: &str) -> indicatif::ProgressB
 
 /// Replays `events` (sorted by time) through one engine and takes every snapshot in `specs`
 /// (any order; the same cutoff may appear with several horizons). Rows come out grouped by
-/// spec, in the order of `specs` sorted by (cutoff, horizon).
+/// spec, in the order of `specs` sorted by (cutoff, horizon). Default windows; see
+/// [`snapshots_for`].
 pub fn snapshots(events: &[Event], specs: &[SnapshotSpec], progress: bool) -> Vec<Row> {
+    snapshots_for(events, specs, progress, Windows::default())
+}
+
+/// [`snapshots`] with the features of `windows`.
+pub fn snapshots_for(
+    events: &[Event],
+    specs: &[SnapshotSpec],
+    progress: bool,
+    windows: Windows,
+) -> Vec<Row> {
     let mut specs = specs.to_vec();
     specs.sort_by_key(|s| (s.cutoff, s.horizon));
     specs.dedup();
     let mut engine = Engine::new(
         EngineConfig {
             allowed_lateness: Millis::MAX / 4,
+            windows,
             ..EngineConfig::default()
         },
         None,
@@ -316,11 +332,13 @@ impl Trained {
 
     /// The trained model, ready to score.
     pub fn model(&self) -> Result<Model, super::ModelError> {
+        let windows = self.artifact.windows()?;
         Model::from_parts_full(
             self.artifact.clone(),
             self.forest.clone(),
             self.derived.clone(),
             "training",
+            windows,
         )
     }
 }
@@ -353,7 +371,7 @@ fn transform_for(name: &str) -> Transform {
 /// are skipped. Each term is standardised with training statistics like any feature.
 fn with_spline_terms(
     features: Vec<(usize, ModelFeature)>,
-    rows: &[[f64; NUM_INPUTS]],
+    rows: &[[f64; MAX_INPUTS]],
     knots: usize,
 ) -> Vec<(usize, ModelFeature)> {
     let mut out = Vec::with_capacity(features.len() * (knots + 1));
@@ -396,18 +414,20 @@ fn with_spline_terms(
     out
 }
 
-/// Engine features followed by derived inputs: the raw values a model input can read.
-const NUM_INPUTS: usize = NUM_FEATURES + NUM_DERIVED;
+/// Most inputs of any model: the engine's features, then the derived inputs.
+const MAX_INPUTS: usize = MAX_FEATURES + NUM_DERIVED;
 
-/// A row's raw inputs (derived ones 0 without BG/NBD; nothing reads them then).
+/// A row's raw inputs: its layout's features, then the derived ones (0 without BG/NBD; nothing
+/// reads them then), then zeros.
 fn raw_inputs(
     f: &FeatureVector,
     derived: Option<&(DerivedSpec, CustomerReader)>,
-) -> [f64; NUM_INPUTS] {
-    let mut out = [0.0; NUM_INPUTS];
-    out[..NUM_FEATURES].copy_from_slice(&f.values);
+) -> [f64; MAX_INPUTS] {
+    let n = f.layout().len();
+    let mut out = [0.0; MAX_INPUTS];
+    out[..n].copy_from_slice(f.as_slice());
     if let Some((d, reader)) = derived {
-        out[NUM_FEATURES..].copy_from_slice(&d.bgnbd.values(reader, f));
+        out[n..n + NUM_DERIVED].copy_from_slice(&d.bgnbd.values(reader, f));
     }
     out
 }
@@ -509,7 +529,8 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         .chain(evals.iter().copied().map(spec))
         .chain(fit_spec)
         .collect();
-    let rows = snapshots(events, &specs, cfg.progress);
+    let rows = snapshots_for(events, &specs, cfg.progress, cfg.windows);
+    let layout = FeatureLayout::of(cfg.windows);
     let train_rows: Vec<&Row> = rows
         .iter()
         .filter(|r| r.horizon == cfg.horizon && train_cutoffs.binary_search(&r.cutoff).is_ok())
@@ -539,7 +560,7 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
     let derived: Option<(DerivedSpec, CustomerReader)> = match bgnbd_cfg {
         None => None,
         Some(b) => {
-            let reader = CustomerReader::new()?;
+            let reader = CustomerReader::new(layout)?;
             const WEEK_DAYS: f64 = 7.0;
             let fit_rows: Vec<&Row> = match b.fit_at {
                 Some(c) => rows
@@ -573,24 +594,25 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
             Some((DerivedSpec { bgnbd: spec }, reader))
         }
     };
-    let train_raw: Vec<[f64; NUM_INPUTS]> = train_rows
+    let train_raw: Vec<[f64; MAX_INPUTS]> = train_rows
         .iter()
         .map(|r| raw_inputs(&r.features, derived.as_ref()))
         .collect();
 
     // Which features may enter the model.
     let allowed: Vec<usize> = match &cfg.features {
-        None => (0..NUM_FEATURES)
-            .chain((NUM_FEATURES..NUM_INPUTS).filter(|_| derived.is_some()))
+        None => (0..layout.len())
+            .chain((layout.len()..layout.len() + NUM_DERIVED).filter(|_| derived.is_some()))
             .collect(),
         Some(names) => {
             let mut idx = names
                 .iter()
                 .map(|n| {
-                    input_index(n).ok_or_else(|| {
+                    input_index(layout, n).ok_or_else(|| {
                         TrainError::UnknownFeature(
                             n.clone(),
-                            FEATURE_NAMES
+                            layout
+                                .names()
                                 .iter()
                                 .chain(&DERIVED_NAMES)
                                 .copied()
@@ -608,12 +630,13 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
 
     // Transform, then standardise with training statistics; drop constant features (they carry
     // no signal and would divide by zero).
-    let transformed = |r: &[f64; NUM_INPUTS], i: usize| transform_for(input_name(i)).apply(r[i]);
+    let transformed =
+        |r: &[f64; MAX_INPUTS], i: usize| transform_for(input_name(layout, i)).apply(r[i]);
     let n = train_rows.len() as f64;
     let mut features = Vec::new();
     let mut dropped = Vec::new();
     for &i in &allowed {
-        let name = input_name(i);
+        let name = input_name(layout, i);
         let mean = train_raw.iter().map(|r| transformed(r, i)).sum::<f64>() / n;
         let var = train_raw
             .iter()
@@ -690,6 +713,7 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
                 None,
                 derived.clone(),
                 "training",
+                cfg.windows,
             )
             .map_err(|e| TrainError::Fit(e.to_string()))?;
             let agree = predicted
@@ -780,6 +804,7 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         forest.clone(),
         derived.clone(),
         "training",
+        cfg.windows,
     )
     .map_err(|e| TrainError::Fit(e.to_string()))?;
     let train_scores: Vec<f64> = train_rows
@@ -809,6 +834,7 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         forest.clone(),
         derived.clone(),
         "training",
+        cfg.windows,
     )
     .map_err(|e| TrainError::Fit(e.to_string()))?;
     let evaluations: Vec<Evaluation> = evals
@@ -875,6 +901,11 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
     // Only when used: retraining a model without BG/NBD keeps the record (and version) as before.
     if let (false, Some(t)) = (bgnbd_record.is_null(), artifact.training.as_object_mut()) {
         t.insert("bgnbd".into(), bgnbd_record);
+    }
+    // Only when not the default, so default artifacts (and their content-hash versions) stay
+    // what they were before windows were configurable.
+    if cfg.windows != Windows::default() {
+        artifact.training["windows"] = json!(cfg.windows.to_string());
     }
     let summary = artifact.training.clone();
     Ok(Trained {

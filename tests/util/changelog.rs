@@ -111,7 +111,7 @@ pub fn assert_same_features(
     let mut differing = Vec::new();
     for (user, record) in state {
         let expected = reference.features(user, at).expect("user in the reference");
-        if record.state.features(at) != expected {
+        if record.state.features(at, reference.layout()) != expected {
             differing.push(user.clone());
         }
     }
