@@ -340,3 +340,65 @@ fn measure_restore_of_a_million_users() {
         restored as f64 / secs
     ));
 }
+
+/// Fault test 3: a restart under longer windows than the changelog was written with stops with
+/// an error naming both, instead of restoring histories too short for the longest window or
+/// skipping the users (either would silently corrupt their features).
+#[test]
+fn a_restart_with_longer_windows_refuses_the_old_changelog() {
+    let broker = shared();
+    let bootstrap = broker.bootstrap();
+    let t = Topics::create(&bootstrap, "faultwin", 2);
+    let (_, events) = stream(60, 31);
+    produce_events(&bootstrap, &t.input, &events);
+    let mut first = Service::start(&bootstrap, &t);
+    let done = wait_until(Duration::from_secs(120), || {
+        committed_to_end(&bootstrap, &t)
+    });
+    assert!(done, "first run did not commit to the end");
+    assert!(first.terminate(Duration::from_secs(35)).success());
+
+    // A model for the longer windows (the default one would be refused first, for its names).
+    let windows: churnguard::features::Windows = "7,30,90,180".parse().unwrap();
+    let end = 20_000 * churnguard::DAY_MS;
+    let (_, history) = synth::generate(&synth::SynthConfig {
+        users: 600,
+        days: 300,
+        end,
+        churn_share: 0.4,
+        seed: 5,
+    });
+    let mut trained = churnguard::model::train::train(
+        &history,
+        &churnguard::model::train::TrainConfig {
+            horizon: 30 * churnguard::DAY_MS,
+            train_cutoffs: vec![
+                end - 150 * churnguard::DAY_MS,
+                end - 120 * churnguard::DAY_MS,
+            ],
+            validation_cutoff: Some(end - 60 * churnguard::DAY_MS),
+            windows,
+            ..Default::default()
+        },
+    )
+    .expect("train a model for the longer windows");
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m180.json");
+    trained.save(&model).unwrap();
+
+    let mut longer =
+        Service::start_with_model(&bootstrap, &t, &model, &["--windows", "7,30,90,180"]);
+    let exited = wait_until(Duration::from_secs(90), || longer.try_exit().is_some());
+    assert!(exited, "still running; log:\n{}", longer.log_text());
+    let status = longer.try_exit().expect("exited");
+    let log = longer.log_text();
+    assert!(!status.success(), "exit status {status:?}; log:\n{log}");
+    assert!(
+        log.contains("keeps 90 days") && log.contains("7,30,90,180"),
+        "the error names the kept days and the windows; log:\n{log}"
+    );
+    assert!(
+        !log.contains("corrupt changelog record skipped"),
+        "records were skipped; log:\n{log}"
+    );
+}

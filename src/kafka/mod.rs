@@ -740,6 +740,8 @@ impl Pipeline<'_> {
                     lock(&self.partitions).insert(partition, engine, committed.max(0));
                     return Ok(());
                 }
+                // A configuration problem: retrying cannot help, and skipping would lose state.
+                Err(e @ StateError::Windows { .. }) => return Err(e.into()),
                 Err(e) => {
                     self.last_error = Some(Instant::now());
                     tracing::warn!(error = %e, partition, attempt, retry_in = ?backoff, "restore failed; retrying");

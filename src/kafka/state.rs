@@ -23,7 +23,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::sink::{Sink, SinkError, CHANGELOG_VALUE_FORMAT, INPUT_POSITION_HEADER};
-use crate::engine::changelog::Change;
+use crate::engine::changelog::{Change, RecordError};
 use crate::engine::{Engine, EngineConfig, EngineCounters, Scored};
 use crate::metrics::Metrics;
 use crate::model::Model;
@@ -65,6 +65,14 @@ pub enum StateError {
         at: i64,
         high: i64,
         secs: u64,
+    },
+    /// The changelog was written under windows that keep less history than this instance's:
+    /// skipping the records would silently drop users' state, so the restore stops instead.
+    #[error("cannot restore partition {partition} from {topic}: {source}")]
+    Windows {
+        topic: String,
+        partition: i32,
+        source: RecordError,
     },
     #[error(transparent)]
     Sink(#[from] SinkError),
@@ -495,6 +503,13 @@ pub fn restore_partition(
             }
             Ok((user, Some(record), _)) => match engine.restore(user, record) {
                 Ok(()) => report.applied += 1,
+                Err(source @ RecordError::WindowsMismatch { .. }) => {
+                    return Err(StateError::Windows {
+                        topic: topic.to_string(),
+                        partition,
+                        source,
+                    });
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, partition, offset = msg.offset(), "corrupt changelog record skipped");
                     report.corrupt += 1;

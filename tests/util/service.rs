@@ -145,6 +145,11 @@ impl Service {
         let _ = self.child.wait();
     }
 
+    /// The exit status, if the process has exited.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("wait")
+    }
+
     /// Sends SIGHUP (model reload).
     pub fn hangup(&self) {
         let status = Command::new("kill")
