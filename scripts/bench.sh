@@ -6,10 +6,12 @@
 #   bash scripts/bench.sh --events N --users U --partitions P --latency-rate R --no-peer --out FILE
 #   bash scripts/bench.sh --only latency --latency-rate 20000   # one part only (also: --only throughput)
 #   bash scripts/bench.sh --fetch-wait-ms 500   # every consumer's fetch.wait.max.ms (default 10)
-#   bash scripts/bench.sh --broker-engine memory   # throughput part on Tansu's in-memory engine
+#   bash scripts/bench.sh --broker-engine memory   # on Tansu's in-memory engine
 #     (needs a tansu built with the dynostore feature, see scripts/broker.sh; the SQLite engine
-#     delivers ~45k msg/s here and caps every contestant, so churnguard/peer needs this one;
-#     the latency part always uses SQLite)
+#     delivers ~45k msg/s here and caps every contestant, so churnguard/peer needs this one,
+#     and it cannot carry 20k ev/s of live produce plus consume for the latency part either;
+#     the memory engine's known faults are resuming inside a batch and the high watermark,
+#     which a fresh group reading from the start does not hit)
 #
 # Steps (figures in target/bench/bench.json, logs in target/bench/run/):
 #   1. starts a private Tansu broker (SQLite engine, scripts/broker.sh --dir/--port), creates the
@@ -242,7 +244,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 if ((RUN_LATENCY)); then
 log "latency: fresh broker; history of $LAT_USERS users with $DUE_USERS due users"
-start_broker
+start_broker "$ENGINE"
 create_topic lat-activity "$PARTITIONS"
 create_topic lat-alerts 1
 create_topic lat-dlq 1
@@ -325,7 +327,7 @@ ratio = lambda a, b: a / b if a and b else None
 get = lambda d, k: d[k] if d else None
 result = {
     "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    "broker": f"tansu 0.6.0, {engine} engine for the throughput part (sqlite for latency), one node on this machine",
+    "broker": f"tansu 0.6.0, {engine} engine, one node on this machine",
     "partitions": int(partitions),
     "events": n, "loadgen": load, "peer_status": peer_status,
     "ceiling": ceil, "churnguard": churnguard, "peer": peer, "latency": lat,
