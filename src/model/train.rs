@@ -799,14 +799,17 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         }
     };
     artifact.features = features.into_iter().map(|(_, f)| f).collect();
-    let mut model = Model::from_parts_full(
-        artifact.clone(),
-        forest.clone(),
-        derived.clone(),
-        "training",
-        cfg.windows,
-    )
-    .map_err(|e| TrainError::Fit(e.to_string()))?;
+    let build = |artifact: &ModelArtifact| {
+        Model::from_parts_full(
+            artifact.clone(),
+            forest.clone(),
+            derived.clone(),
+            "training",
+            cfg.windows,
+        )
+        .map_err(|e| TrainError::Fit(e.to_string()))
+    };
+    let mut model = build(&artifact)?;
     let train_scores: Vec<f64> = train_rows
         .iter()
         .map(|r| model.score(&r.features))
@@ -829,14 +832,7 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         }
     };
     artifact.threshold = ((threshold * 1e6).round() / 1e6).clamp(0.0, 1.0);
-    model = Model::from_parts_full(
-        artifact.clone(),
-        forest.clone(),
-        derived.clone(),
-        "training",
-        cfg.windows,
-    )
-    .map_err(|e| TrainError::Fit(e.to_string()))?;
+    model = build(&artifact)?;
     let evaluations: Vec<Evaluation> = evals
         .iter()
         .zip(&eval_rows)
