@@ -369,19 +369,25 @@ pub async fn run(
     p.ready.store(false, Ordering::Relaxed);
     p.metrics.ready.set(0);
     p.export_engine_stats();
-    // A send gave up on a full queue at shutdown (the broker stopped acknowledging): a final
-    // checkpoint could not be delivered either. Exit without committing; a restart resumes from
-    // the last checkpoint, which is the same as after a crash.
+    // A send failed mid-message (or gave up on a full queue at shutdown: the broker stopped
+    // acknowledging): that message is half applied, so no final checkpoint at all, or the
+    // changelog would reflect it at a position that still replays it. Exit without committing;
+    // a restart resumes from the last checkpoint, which is the same as after a crash.
     let gave_up = |r: &Result<(), PipelineError>| {
         matches!(r, Err(PipelineError::Sink(SinkError::ShuttingDown)))
     };
+    let aborted = matches!(outcome, Err(PipelineError::Sink(_)));
     let outcome = if gave_up(&outcome) {
         tracing::warn!("shutdown with the producer queue full; offsets not committed");
         Ok(())
     } else {
         outcome
     };
-    let mut final_checkpoint = p.checkpoint(CommitMode::Sync, cfg.shutdown_timeout);
+    let mut final_checkpoint = if aborted {
+        Ok(())
+    } else {
+        p.checkpoint(CommitMode::Sync, cfg.shutdown_timeout)
+    };
     if gave_up(&final_checkpoint) {
         tracing::warn!(
             "final checkpoint abandoned: the producer queue is full; offsets not committed"
