@@ -11,10 +11,10 @@
 //! [`Decoded::kept_days`]). Format 1 records, written before windows were configurable, kept
 //! 90 days.
 
+use super::caps::CapState;
 use super::state::Instant32;
 use super::window::{DayBucket, DayWindows, MAX_HORIZON_DAYS, MIN_KEPT_DAYS};
 use super::UserState;
-use crate::policy::CapState;
 
 /// Layout version written as the first byte.
 pub const FORMAT: u8 = 2;

@@ -5,12 +5,14 @@
 //! contains: the same state yields different 7-day counts a week later, which is exactly what
 //! scoring a silent user needs.
 
+pub mod caps;
 pub mod codec;
 pub mod layout;
 pub mod lifecycle;
 mod state;
 pub mod window;
 
+pub use caps::{CapRule, CapState, SuppressReason, CAP_HISTORY, CAP_WINDOW_DAYS};
 pub use layout::{FeatureLayout, MAX_FEATURES};
 pub use lifecycle::{LifecycleConfig, Stage};
 pub use state::{Instant32, Totals, UserState};

@@ -115,7 +115,7 @@ pub struct UserState {
     /// Day (since the epoch) of the last scoring: events score a user at most once a day.
     pub last_scored_day: u16,
     /// Days of the user's recent alerts, for frequency caps (durable with the rest).
-    pub caps: crate::policy::CapState,
+    pub caps: super::caps::CapState,
 }
 
 impl UserState {
