@@ -85,7 +85,7 @@ pub struct Evaluation {
 
 /// Scores and labels of one cutoff, kept for plots.
 #[derive(Debug, Clone, Default)]
-pub struct Scored {
+pub struct CutoffScores {
     pub scores: Vec<f64>,
     pub labels: Vec<bool>,
 }
@@ -97,7 +97,7 @@ pub fn evaluate_rows(
     cutoff: Millis,
     horizon: Millis,
     top_k_pcts: &[f64],
-) -> (Evaluation, Scored) {
+) -> (Evaluation, CutoffScores) {
     let scores: Vec<f64> = rows.iter().map(|r| model.score(&r.features)).collect();
     let labels: Vec<bool> = rows.iter().map(|r| r.churned).collect();
     let horizon_days = horizon as f64 / DAY_MS as f64;
@@ -121,7 +121,7 @@ pub fn evaluate_rows(
         top_k_pcts,
     );
     eval.lead_time.already_churned = alerted_leads.len() - leads.len();
-    (eval, Scored { scores, labels })
+    (eval, CutoffScores { scores, labels })
 }
 
 /// Metrics from scores and labels; `leads` are the lead times (days) of alerted churners.
@@ -152,7 +152,7 @@ pub fn evaluate_scores(
         0.0
     };
     Evaluation {
-        cutoff: crate::alert::rfc3339(cutoff),
+        cutoff: crate::time::rfc3339(cutoff),
         horizon_days: horizon as f64 / DAY_MS as f64,
         rows: n,
         churners,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
-use super::evaluate::{calibration, ranked, Scored};
+use super::evaluate::{calibration, ranked, CutoffScores};
 
 /// One line of a chart: legend label, colour, points.
 type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
@@ -36,7 +36,7 @@ fn thin(points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
 }
 
 /// (false positive rate, true positive rate) at every distinct score, highest first.
-pub fn roc_points(s: &Scored) -> Vec<(f64, f64)> {
+pub fn roc_points(s: &CutoffScores) -> Vec<(f64, f64)> {
     let pos = s.labels.iter().filter(|&&l| l).count().max(1) as f64;
     let neg = (s.labels.len() as f64 - pos).max(1.0);
     let mut pts = vec![(0.0, 0.0)];
@@ -56,7 +56,7 @@ pub fn roc_points(s: &Scored) -> Vec<(f64, f64)> {
 }
 
 /// (recall, precision) at every distinct score, highest first.
-pub fn pr_points(s: &Scored) -> Vec<(f64, f64)> {
+pub fn pr_points(s: &CutoffScores) -> Vec<(f64, f64)> {
     let pos = s.labels.iter().filter(|&&l| l).count().max(1) as f64;
     let mut pts = Vec::new();
     let (mut tp, mut n) = (0.0, 0.0);
@@ -74,7 +74,7 @@ pub fn pr_points(s: &Scored) -> Vec<(f64, f64)> {
 }
 
 /// (share of users contacted, share of churners captured), highest scores first.
-pub fn gains_points(s: &Scored) -> Vec<(f64, f64)> {
+pub fn gains_points(s: &CutoffScores) -> Vec<(f64, f64)> {
     let pos = s.labels.iter().filter(|&&l| l).count().max(1) as f64;
     let n = s.labels.len().max(1) as f64;
     let mut pts = vec![(0.0, 0.0)];
@@ -136,7 +136,12 @@ const CHANCE: RGBColor = RGBColor(150, 150, 150);
 const CHURN: RGBColor = RGBColor(214, 39, 40);
 
 /// Writes every plot for one cutoff into `dir`; returns the files written.
-pub fn write_all(dir: &Path, day: &str, s: &Scored, auc: Option<f64>) -> PlotResult<Vec<PathBuf>> {
+pub fn write_all(
+    dir: &Path,
+    day: &str,
+    s: &CutoffScores,
+    auc: Option<f64>,
+) -> PlotResult<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let file = |name: &str| dir.join(format!("{name}-{day}.svg"));
     let mut written = Vec::new();
@@ -199,7 +204,7 @@ pub fn write_all(dir: &Path, day: &str, s: &Scored, auc: Option<f64>) -> PlotRes
     Ok(written)
 }
 
-fn gains_chart(path: &Path, day: &str, s: &Scored, base: f64) -> PlotResult<()> {
+fn gains_chart(path: &Path, day: &str, s: &CutoffScores, base: f64) -> PlotResult<()> {
     let gains = gains_points(s);
     let lift: Vec<(f64, f64)> = gains
         .iter()
@@ -252,7 +257,7 @@ fn gains_chart(path: &Path, day: &str, s: &Scored, base: f64) -> PlotResult<()> 
     root.present().map_err(err)
 }
 
-fn histogram(path: &Path, day: &str, s: &Scored) -> PlotResult<()> {
+fn histogram(path: &Path, day: &str, s: &CutoffScores) -> PlotResult<()> {
     const BINS: usize = 20;
     let mut counts = [[0usize; BINS]; 2];
     for (sc, &l) in s.scores.iter().zip(&s.labels) {

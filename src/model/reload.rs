@@ -95,7 +95,7 @@ pub fn load_with_fingerprint(
 
 /// What made the watcher look at the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
+pub enum ReloadTrigger {
     /// SIGHUP: always reload, even if the file looks unchanged.
     Signal,
     /// The poll timer: reload only if the file changed since it was last seen.
@@ -104,7 +104,7 @@ pub enum Trigger {
 
 /// Result of one look at the model file.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum ReloadOutcome {
     /// Nothing changed since the last look (polls only).
     Unchanged,
     /// A valid artifact was loaded and published.
@@ -161,7 +161,7 @@ impl Watcher {
 
     /// Looks at the file once: on a SIGHUP, or on a poll that sees a change, loads and validates
     /// it, and publishes it only if it is valid. Counts and logs the result.
-    pub async fn check(&mut self, trigger: Trigger) -> Outcome {
+    pub async fn check(&mut self, trigger: ReloadTrigger) -> ReloadOutcome {
         let path = self.path.clone();
         let origin = path.display().to_string();
         // A panic in a blocking task (not expected) is treated like an unreadable file.
@@ -178,11 +178,11 @@ impl Watcher {
         };
         let same = observed == self.last_seen;
         self.last_seen = observed;
-        if trigger == Trigger::Poll && same {
+        if trigger == ReloadTrigger::Poll && same {
             return if self.last_refused {
-                Outcome::StillRefused
+                ReloadOutcome::StillRefused
             } else {
-                Outcome::Unchanged
+                ReloadOutcome::Unchanged
             };
         }
         let loaded = match read {
@@ -196,8 +196,8 @@ impl Watcher {
             Err(e) => Err(e),
         };
         let by = match trigger {
-            Trigger::Signal => "SIGHUP",
-            Trigger::Poll => "file change",
+            ReloadTrigger::Signal => "SIGHUP",
+            ReloadTrigger::Poll => "file change",
         };
         self.last_refused = loaded.is_err();
         match loaded {
@@ -211,7 +211,7 @@ impl Watcher {
                     version = model.version(), kind = %model.artifact().kind,
                     threshold = model.threshold(), "model reloaded"
                 );
-                Outcome::Reloaded(model)
+                ReloadOutcome::Reloaded(model)
             }
             Err(e) => {
                 self.metrics
@@ -223,7 +223,7 @@ impl Watcher {
                     kept_version = self.tx.borrow().version(),
                     "model reload refused; keeping the loaded model"
                 );
-                Outcome::Refused(e)
+                ReloadOutcome::Refused(e)
             }
         }
     }
@@ -254,15 +254,15 @@ impl Watcher {
                 #[cfg(unix)]
                 let trigger = tokio::select! {
                     s = hup.recv(), if signals => match s {
-                        Some(()) => Trigger::Signal,
+                        Some(()) => ReloadTrigger::Signal,
                         None => { signals = false; continue; }
                     },
-                    _ = timer.tick(), if polling => Trigger::Poll,
+                    _ = timer.tick(), if polling => ReloadTrigger::Poll,
                     _ = self.tx.closed() => return,
                 };
                 #[cfg(not(unix))]
                 let trigger = tokio::select! {
-                    _ = timer.tick(), if polling => Trigger::Poll,
+                    _ = timer.tick(), if polling => ReloadTrigger::Poll,
                     _ = self.tx.closed() => return,
                 };
                 self.check(trigger).await;
@@ -322,11 +322,17 @@ mod tests {
         let (mut w, mut rx) = Watcher::new(&path, Arc::clone(&metrics)).unwrap();
         let v0 = rx.borrow_and_update().version().to_string();
 
-        assert!(matches!(w.check(Trigger::Poll).await, Outcome::Unchanged));
+        assert!(matches!(
+            w.check(ReloadTrigger::Poll).await,
+            ReloadOutcome::Unchanged
+        ));
         assert!(!rx.has_changed().unwrap());
 
         replace(&path, &with_threshold(0.9));
-        assert!(matches!(w.check(Trigger::Poll).await, Outcome::Reloaded(_)));
+        assert!(matches!(
+            w.check(ReloadTrigger::Poll).await,
+            ReloadOutcome::Reloaded(_)
+        ));
         assert!(rx.has_changed().unwrap());
         let v1 = rx.borrow_and_update().version().to_string();
         assert_ne!(v0, v1);
@@ -336,33 +342,39 @@ mod tests {
         // Unknown feature: refused with the reason, the old model stays, reported once.
         let bad = with_threshold(0.9).replace("\"days_since_last_activity\"", "\"shoe_size\"");
         replace(&path, &bad);
-        match w.check(Trigger::Poll).await {
-            Outcome::Refused(e) => assert!(e.to_string().contains("shoe_size"), "{e}"),
+        match w.check(ReloadTrigger::Poll).await {
+            ReloadOutcome::Refused(e) => assert!(e.to_string().contains("shoe_size"), "{e}"),
             other => panic!("expected a refusal, got {other:?}"),
         }
         assert!(!rx.has_changed().unwrap());
         assert_eq!(rx.borrow().version(), v1);
         assert_eq!(reloads(&metrics, "error"), 1);
         assert!(matches!(
-            w.check(Trigger::Poll).await,
-            Outcome::StillRefused
+            w.check(ReloadTrigger::Poll).await,
+            ReloadOutcome::StillRefused
         ));
         // A SIGHUP retries and reports again.
         assert!(matches!(
-            w.check(Trigger::Signal).await,
-            Outcome::Refused(_)
+            w.check(ReloadTrigger::Signal).await,
+            ReloadOutcome::Refused(_)
         ));
         assert_eq!(reloads(&metrics, "error"), 2);
 
         // A missing file is refused too; its return (same content as served) reloads.
         std::fs::remove_file(&path).unwrap();
-        assert!(matches!(w.check(Trigger::Poll).await, Outcome::Refused(_)));
         assert!(matches!(
-            w.check(Trigger::Poll).await,
-            Outcome::StillRefused
+            w.check(ReloadTrigger::Poll).await,
+            ReloadOutcome::Refused(_)
+        ));
+        assert!(matches!(
+            w.check(ReloadTrigger::Poll).await,
+            ReloadOutcome::StillRefused
         ));
         replace(&path, &with_threshold(0.9));
-        assert!(matches!(w.check(Trigger::Poll).await, Outcome::Reloaded(_)));
+        assert!(matches!(
+            w.check(ReloadTrigger::Poll).await,
+            ReloadOutcome::Reloaded(_)
+        ));
         assert_eq!(rx.borrow_and_update().version(), v1);
         assert_eq!(reloads(&metrics, "ok"), 2);
         assert_eq!(reloads(&metrics, "error"), 3);
@@ -401,7 +413,10 @@ mod tests {
         let tmp = dir.path().join("..data_tmp");
         std::os::unix::fs::symlink("v2", &tmp).unwrap();
         std::fs::rename(&tmp, &data).unwrap();
-        assert!(matches!(w.check(Trigger::Poll).await, Outcome::Reloaded(_)));
+        assert!(matches!(
+            w.check(ReloadTrigger::Poll).await,
+            ReloadOutcome::Reloaded(_)
+        ));
         assert_eq!(rx.borrow().threshold(), 0.75);
     }
 }
