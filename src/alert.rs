@@ -9,9 +9,12 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::Contribution;
 use crate::policy::{ExperimentArm, RiskBand, ValueTier};
+use crate::scoring::Contribution;
 use crate::Millis;
+
+/// Payload timestamps are RFC 3339 with milliseconds, UTC.
+pub use crate::time::rfc3339;
 
 /// Version of the alert payload layout, also sent as a Kafka header. The layout is documented
 /// (and tested) as `deploy/schemas/winback-alert.v1.json`.
@@ -63,7 +66,7 @@ impl From<&Contribution> for Reason {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WinbackAlert {
     pub schema_version: u32,
-    pub alert_id: String,
+    pub alert_id: AlertId,
     pub user_id: String,
     /// Event time of the decision (RFC 3339): deterministic across replays, unlike wall time.
     pub ts: String,
@@ -140,7 +143,7 @@ impl ReturnKind {
 pub struct OutcomeEvent {
     pub schema_version: u32,
     /// The alert this outcome is about.
-    pub alert_id: String,
+    pub alert_id: AlertId,
     pub user_id: String,
     pub experiment_arm: ExperimentArm,
     /// The alert's `ts` (RFC 3339).
@@ -155,15 +158,83 @@ pub struct OutcomeEvent {
     pub model_version: String,
 }
 
-/// Deterministic alert id: same user, model version and episode → same id.
-pub fn alert_id(user_id: &str, model_version: &str, episode_start: Millis) -> String {
-    let mut h = Sha256::new();
-    h.update(user_id.as_bytes());
-    h.update([0u8]);
-    h.update(model_version.as_bytes());
-    h.update([0u8]);
-    h.update(episode_start.to_be_bytes());
-    crate::hex_prefix(&h.finalize(), 16)
+/// An alert's identity: the first 16 bytes of SHA-256 over (user, model version, episode
+/// start), so a replay or a restart that re-derives an alert gives it the same id. Printed, and
+/// carried in payloads, headers and serde, as 32 lower-case hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AlertId([u8; 16]);
+
+impl AlertId {
+    /// Deterministic id: same user, model version and episode → same id.
+    pub fn derive(user_id: &str, model_version: &str, episode_start: Millis) -> AlertId {
+        let mut h = Sha256::new();
+        h.update(user_id.as_bytes());
+        h.update([0u8]);
+        h.update(model_version.as_bytes());
+        h.update([0u8]);
+        h.update(episode_start.to_be_bytes());
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&h.finalize()[..16]);
+        AlertId(id)
+    }
+
+    /// From its 16 bytes (durable state).
+    pub fn from_bytes(bytes: [u8; 16]) -> AlertId {
+        AlertId(bytes)
+    }
+
+    /// Its 16 bytes (durable state).
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0
+    }
+}
+
+impl std::fmt::Display for AlertId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// Why text is not an alert id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("alert id {0:?} is not 32 lower-case hex digits")]
+pub struct AlertIdError(String);
+
+impl std::str::FromStr for AlertId {
+    type Err = AlertIdError;
+
+    fn from_str(s: &str) -> Result<AlertId, AlertIdError> {
+        let invalid = || AlertIdError(s.chars().take(40).collect());
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        if s.len() != 32 {
+            return Err(invalid());
+        }
+        let mut id = [0u8; 16];
+        for (byte, pair) in id.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+            *byte = digit(pair[0])
+                .zip(digit(pair[1]))
+                .map(|(h, l)| h << 4 | l)
+                .ok_or_else(invalid)?;
+        }
+        Ok(AlertId(id))
+    }
+}
+
+impl Serialize for AlertId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for AlertId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AlertId, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// The episode rule: alert once per episode, never for opted-out users.
@@ -200,13 +271,6 @@ pub fn decide(
     }
 }
 
-/// RFC 3339 with milliseconds, UTC.
-pub fn rfc3339(ts: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(ts)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
 /// Rounds for payload readability; scores keep enough digits to sort and compare.
 pub fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
@@ -232,7 +296,7 @@ mod tests {
         features.insert("spend_total".into(), serde_json::json!(740.5));
         WinbackAlert {
             schema_version: ALERT_SCHEMA_VERSION,
-            alert_id: alert_id("u-1042", "sha256:0123456789abcdef", 1_726_129_870_000),
+            alert_id: AlertId::derive("u-1042", "sha256:0123456789abcdef", 1_726_129_870_000),
             user_id: "u-1042".into(),
             ts: rfc3339(1_728_043_200_000),
             score: 0.8123,
@@ -396,12 +460,38 @@ mod tests {
 
     #[test]
     fn alert_ids_are_deterministic_and_episode_specific() {
-        let a = alert_id("u1", "sha256:abc", 1000);
-        assert_eq!(a, alert_id("u1", "sha256:abc", 1000));
-        assert_eq!(a.len(), 32);
-        assert_ne!(a, alert_id("u1", "sha256:abc", 1001));
-        assert_ne!(a, alert_id("u2", "sha256:abc", 1000));
-        assert_ne!(a, alert_id("u1", "sha256:abd", 1000));
+        let a = AlertId::derive("u1", "sha256:abc", 1000);
+        assert_eq!(a, AlertId::derive("u1", "sha256:abc", 1000));
+        assert_eq!(a.to_string().len(), 32);
+        assert_ne!(a, AlertId::derive("u1", "sha256:abc", 1001));
+        assert_ne!(a, AlertId::derive("u2", "sha256:abc", 1000));
+        assert_ne!(a, AlertId::derive("u1", "sha256:abd", 1000));
+    }
+
+    #[test]
+    fn alert_ids_print_as_the_hex_of_their_hash() {
+        // The same strings as when ids were built as hex: ids on the wire do not change.
+        let a = AlertId::derive("u1", "sha256:abc", 1000);
+        assert_eq!(a.to_string(), "53c7a56e1ad3ba1dda56e297bd282063");
+        assert_eq!(
+            serde_json::to_value(sample_alert()).unwrap()["alert_id"],
+            "9c98f8aea5a1a7b8d7ca1efac0b241c8"
+        );
+        assert_eq!("53c7a56e1ad3ba1dda56e297bd282063".parse::<AlertId>(), Ok(a));
+        assert_eq!(AlertId::from_bytes(a.to_bytes()), a);
+        assert_eq!(serde_json::to_string(&a).unwrap(), format!("\"{a}\""));
+        assert_eq!(
+            serde_json::from_str::<AlertId>(&format!("\"{a}\"")).unwrap(),
+            a
+        );
+        for bad in [
+            "",
+            "53c7",
+            "53C7A56E1AD3BA1DDA56E297BD282063",
+            "53c7a56e1ad3ba1dda56e297bd28206g",
+        ] {
+            assert!(bad.parse::<AlertId>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

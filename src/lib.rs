@@ -28,13 +28,11 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod replay;
+pub mod scoring;
 pub mod synth;
+pub mod time;
 
-/// Milliseconds since the Unix epoch, the engine's unit of event time.
-pub type Millis = i64;
-
-/// One day in milliseconds: windows are exact at day granularity.
-pub const DAY_MS: Millis = 86_400_000;
+pub use time::{Millis, DAY_MS};
 
 /// Lower-case hex of the first `bytes` bytes of a digest: model versions, data fingerprints
 /// and alert ids are short, stable prefixes of a SHA-256.

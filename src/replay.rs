@@ -103,6 +103,9 @@ pub fn replay(engine: &mut Engine, events: &[Event], until: Option<Millis>) -> R
         }
     }
     out.scores = scored.len();
-    out.alerts = scored.into_iter().filter_map(|s| s.alert).collect();
+    out.alerts = scored
+        .into_iter()
+        .filter_map(|s| s.alert.map(|a| *a))
+        .collect();
     out
 }

@@ -251,8 +251,8 @@ pub fn scripted(
 
 /// Malformed payloads of every rejection kind, for demos and load tests of the DLQ path.
 pub fn bad_payloads(now: Millis) -> Vec<(String, &'static str)> {
-    let future = crate::alert::rfc3339(now + 30 * DAY_MS);
-    let ok_ts = crate::alert::rfc3339(now - DAY_MS);
+    let future = crate::time::rfc3339(now + 30 * DAY_MS);
+    let ok_ts = crate::time::rfc3339(now - DAY_MS);
     vec![
         ("{not json".to_string(), "malformed_json"),
         (

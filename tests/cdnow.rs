@@ -211,11 +211,11 @@ fn training_replay_and_live_engine_compute_the_same_features() {
 
     // Replay path (the file source of the service), scoring with a model.
     let before: Vec<Event> = events.iter().filter(|e| e.ts <= cutoff).cloned().collect();
-    let mut replayed = Engine::new(EngineConfig::default(), Some(Arc::clone(&model)));
+    let mut replayed = Engine::new(EngineConfig::default(), Some(model.clone()));
     replay::replay(&mut replayed, &before, Some(cutoff));
 
     // Live path: events one by one, the clock advanced hourly between them.
-    let mut live = Engine::new(EngineConfig::default(), Some(Arc::clone(&model)));
+    let mut live = Engine::new(EngineConfig::default(), Some(model.clone()));
     let mut out = Vec::new();
     let mut clock = before.first().unwrap().ts;
     for e in &before {

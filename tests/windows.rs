@@ -86,9 +86,9 @@ fn a_model_trained_with_other_windows_runs_only_under_them_and_scores_like_train
     );
     assert!(rows.len() > 50, "{} rows", rows.len());
     let before: Vec<Event> = events.iter().filter(|e| e.ts <= cutoff).cloned().collect();
-    let mut replayed = Engine::new(config(), Some(Arc::clone(&model)));
+    let mut replayed = Engine::new(config(), Some(model.clone()));
     replay::replay(&mut replayed, &before, Some(cutoff));
-    let mut live = Engine::new(config(), Some(Arc::clone(&model)));
+    let mut live = Engine::new(config(), Some(model.clone()));
     let mut clock = before.first().unwrap().ts;
     let mut out = Vec::new();
     for e in &before {

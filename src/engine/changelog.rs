@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use super::{Engine, PendingOutcome, Trigger};
+use crate::alert::AlertId;
 use crate::features::codec::{self, CodecError};
 use crate::policy::ExperimentArm;
 use crate::Millis;
@@ -94,7 +95,7 @@ fn encode_record(
         None => out.push(0),
         Some(p) => {
             out.push(1);
-            out.extend_from_slice(&p.alert_id);
+            out.extend_from_slice(&p.alert_id.to_bytes());
             out.push(match p.arm {
                 ExperimentArm::Treatment => 0,
                 ExperimentArm::Control => 1,
@@ -149,8 +150,9 @@ pub fn decode_record(mut bytes: &[u8]) -> Result<UserRecord, RecordError> {
     let outcome = match split(&mut bytes, 1)?[0] {
         0 => None,
         1 => {
-            let mut alert_id = [0u8; 16];
-            alert_id.copy_from_slice(split(&mut bytes, 16)?);
+            let mut id = [0u8; 16];
+            id.copy_from_slice(split(&mut bytes, 16)?);
+            let alert_id = AlertId::from_bytes(id);
             let arm = match split(&mut bytes, 1)?[0] {
                 0 => ExperimentArm::Treatment,
                 1 => ExperimentArm::Control,
@@ -184,7 +186,7 @@ pub fn decode_record(mut bytes: &[u8]) -> Result<UserRecord, RecordError> {
 /// A win-back outcome window carried in a record (see [`decode_record`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoredOutcome {
-    pub alert_id: [u8; 16],
+    pub alert_id: AlertId,
     pub arm: ExperimentArm,
     pub alerted_at: Millis,
     pub window_end: Millis,
@@ -272,12 +274,11 @@ impl Engine {
             .as_mut()
             .expect("slot_for returns a live slot");
         if !fresh && slot.state.has_activity() {
-            let before = usize::from(slot.state.stage).min(5);
-            self.stage_counts[before] = self.stage_counts[before].saturating_sub(1);
+            self.stages.users.leave(slot.state.stage);
         }
         slot.state = state;
         if slot.state.has_activity() {
-            self.stage_counts[usize::from(slot.state.stage).min(5)] += 1;
+            self.stages.users.enter(slot.state.stage);
         }
         let now = self.clock.max(slot.state.last_activity_ms());
         match outcome {
@@ -367,7 +368,7 @@ mod tests {
         }
     }
 
-    fn decisions(out: Vec<Scored>) -> Vec<(String, String, AlertDecision)> {
+    fn decisions(out: Vec<Scored>) -> Vec<(String, AlertId, AlertDecision)> {
         out.into_iter()
             .filter_map(|s| s.alert.map(|a| (a.user_id, a.alert_id, s.decision)))
             .collect()
@@ -453,7 +454,7 @@ mod tests {
         restore_all(&mut restored, &recs);
         restored.advance(original.clock(), &mut Vec::new());
         assert_eq!(restored.users(), 4);
-        assert_eq!(restored.stage_counts(), original.stage_counts());
+        assert_eq!(restored.stage_stats().users, original.stage_stats().users);
         assert_eq!(restored.outcomes_pending(), original.outcomes_pending());
         for user in ["a", "b", "c", "d"] {
             assert_eq!(restored.state(user), original.state(user), "{user}");
@@ -508,7 +509,7 @@ mod tests {
         assert_eq!(other.users(), 1);
         assert!(other.forget("old"));
         assert_eq!(other.users(), 0);
-        assert_eq!(other.stage_counts().iter().sum::<u64>(), 0);
+        assert_eq!(other.stage_stats().users.total(), 0);
         assert_eq!(other.counters().evicted + other.counters().erased, 0);
     }
 

@@ -15,16 +15,16 @@ use ahash::AHashMap;
 use hashbrown::HashTable;
 
 use crate::alert::{
-    self, AlertDecision, Outcome, OutcomeEvent, Reason, ReturnKind, Trigger, WinbackAlert,
+    self, AlertDecision, AlertId, Outcome, OutcomeEvent, Reason, ReturnKind, Trigger, WinbackAlert,
     ALERT_SCHEMA_VERSION,
 };
 use crate::dedupe::Deduper;
 use crate::event::{Event, EventKind, RejectReason, Rejection};
 use crate::features::{
-    FeatureLayout, FeatureVector, LifecycleConfig, Stage, Totals, UserState, Windows,
+    FeatureLayout, FeatureVector, LifecycleConfig, Stage, StageStats, Totals, UserState, Windows,
 };
-use crate::model::Model;
 use crate::policy::{ActionRule, ExperimentArm, Policy, RiskBand, Segment, ValueTier};
+use crate::scoring::Scorer;
 use crate::{Millis, DAY_MS};
 
 pub mod changelog;
@@ -94,15 +94,13 @@ pub struct Scored {
     pub stage: Stage,
     pub score: f64,
     pub decision: AlertDecision,
-    /// Present when `decision` is [`AlertDecision::Raise`].
-    pub alert: Option<WinbackAlert>,
+    /// Present when `decision` is [`AlertDecision::Raise`]; boxed because most scorings raise
+    /// none, so a scoring stays small while an alert (which allocates anyway) costs one more.
+    pub alert: Option<Box<WinbackAlert>>,
 }
 
 /// What became of one accepted event.
 #[derive(Debug, Clone)]
-// Returned per event and consumed at once, never stored: boxing the large variant would cost an
-// allocation per scored event for nothing.
-#[allow(clippy::large_enum_variant)]
 pub enum Applied {
     /// Folded into state; `scored` is `None` when the engine runs without a model.
     Updated { scored: Option<Scored> },
@@ -147,7 +145,7 @@ pub struct Engine {
     config: EngineConfig,
     /// The features of `config.windows`.
     layout: &'static FeatureLayout,
-    model: Option<Arc<Model>>,
+    model: Option<Arc<dyn Scorer>>,
     hasher: ahash::RandomState,
     /// Slot numbers, found by hashing the user id held in the slot.
     index: HashTable<u32>,
@@ -158,10 +156,8 @@ pub struct Engine {
     clock: Millis,
     counters: EngineCounters,
     dedupe: Deduper,
-    /// Users per lifecycle stage, indexed by `Stage as usize`.
-    stage_counts: [u64; 6],
-    /// Cumulative transitions `[from][to]`.
-    transitions: [[u64; 6]; 6],
+    /// Users per lifecycle stage and cumulative transitions between stages.
+    stages: StageStats,
     /// Alerts whose outcome window is still open, by slot. Only recently alerted users are
     /// here, so this stays small next to the user table.
     outcomes: AHashMap<u32, PendingOutcome>,
@@ -174,8 +170,7 @@ pub struct Engine {
 /// An alert being watched for the user's return.
 #[derive(Debug, Clone)]
 struct PendingOutcome {
-    /// The alert id's 16 bytes (its hex is the payload's `alert_id`).
-    alert_id: [u8; 16],
+    alert_id: AlertId,
     arm: ExperimentArm,
     alerted_at: Millis,
     window_end: Millis,
@@ -187,7 +182,7 @@ impl PendingOutcome {
     fn resolve(self, user_id: &str, returned: Option<(Millis, ReturnKind)>) -> OutcomeEvent {
         OutcomeEvent {
             schema_version: alert::OUTCOME_SCHEMA_VERSION,
-            alert_id: crate::hex_prefix(&self.alert_id, 16),
+            alert_id: self.alert_id,
             user_id: user_id.to_string(),
             experiment_arm: self.arm,
             alerted_at: alert::rfc3339(self.alerted_at),
@@ -210,9 +205,9 @@ impl Engine {
     /// # Panics
     ///
     /// If the model was loaded for other windows than `config.windows`: its feature indices
-    /// would read the wrong features. Load it with [`Model::load_for`] and the same windows,
-    /// which refuses a mismatch with an error that names it.
-    pub fn new(config: EngineConfig, model: Option<Arc<Model>>) -> Engine {
+    /// would read the wrong features. Load it for the same windows (`Model::load_for`), which
+    /// refuses a mismatch with an error that names it.
+    pub fn new(config: EngineConfig, model: Option<Arc<dyn Scorer>>) -> Engine {
         let layout = FeatureLayout::of(config.windows);
         assert_model_layout(model.as_deref(), layout);
         Engine {
@@ -226,8 +221,7 @@ impl Engine {
             clock: Millis::MIN,
             counters: EngineCounters::default(),
             dedupe: Deduper::new(config.dedupe_horizon),
-            stage_counts: [0; 6],
-            transitions: [[0; 6]; 6],
+            stages: StageStats::default(),
             outcomes: AHashMap::new(),
             outcome_events: Vec::new(),
             changes: None,
@@ -271,14 +265,9 @@ impl Engine {
         self.outcomes.len()
     }
 
-    /// Users per lifecycle stage, in [`Stage::ALL`] order.
-    pub fn stage_counts(&self) -> [u64; 6] {
-        self.stage_counts
-    }
-
-    /// Cumulative lifecycle transitions, `[from][to]` in [`Stage::ALL`] order.
-    pub fn transitions(&self) -> &[[u64; 6]; 6] {
-        &self.transitions
+    /// Users per lifecycle stage now, and the transitions between stages so far.
+    pub fn stage_stats(&self) -> StageStats {
+        self.stages
     }
 
     /// Replaces the model (hot reload); state is untouched.
@@ -286,7 +275,7 @@ impl Engine {
     /// # Panics
     ///
     /// If the model was loaded for other windows than the engine's (see [`Engine::new`]).
-    pub fn set_model(&mut self, model: Option<Arc<Model>>) {
+    pub fn set_model(&mut self, model: Option<Arc<dyn Scorer>>) {
         assert_model_layout(model.as_deref(), self.layout);
         self.model = model;
     }
@@ -297,7 +286,7 @@ impl Engine {
     }
 
     /// The model in use, if any.
-    pub fn model(&self) -> Option<&Arc<Model>> {
+    pub fn model(&self) -> Option<&Arc<dyn Scorer>> {
         self.model.as_ref()
     }
 
@@ -430,8 +419,8 @@ impl Engine {
         }
         if fresh {
             let stage = slot.state.stage_with(&totals, &self.config.lifecycle, now);
-            slot.state.stage = stage as u8;
-            self.stage_counts[stage as usize] += 1;
+            slot.state.stage = stage;
+            self.stages.users.enter(stage);
         } else {
             self.update_stage(idx, &totals, now);
         }
@@ -506,13 +495,12 @@ impl Engine {
             return;
         };
         let stage = slot.state.stage_with(totals, &self.config.lifecycle, now);
-        let before = Stage::from_u8(slot.state.stage);
+        let before = slot.state.stage;
         if stage != before {
-            slot.state.stage = stage as u8;
-            self.stage_counts[before as usize] =
-                self.stage_counts[before as usize].saturating_sub(1);
-            self.stage_counts[stage as usize] += 1;
-            self.transitions[before as usize][stage as usize] += 1;
+            slot.state.stage = stage;
+            self.stages.users.leave(before);
+            self.stages.users.enter(stage);
+            self.stages.transitions.record(before, stage);
         }
     }
 
@@ -534,7 +522,7 @@ impl Engine {
             slot.state.alerted_this_episode(),
             slot.state.opted_out,
         );
-        let stage = Stage::from_u8(slot.state.stage);
+        let stage = slot.state.stage;
         let mut alert = None;
         if decision == AlertDecision::Raise {
             let policy = &self.config.policy;
@@ -545,28 +533,20 @@ impl Engine {
                 Ok(()) => {
                     slot.state.caps.record(today);
                     slot.state.alerted_episode = slot.state.last_activity;
-                    let a = build_alert(
-                        &slot.user_id,
-                        &slot.state,
-                        &model,
-                        &features,
+                    let a = build_alert(&AlertInputs {
+                        user_id: &slot.user_id,
+                        state: &slot.state,
+                        model: &*model,
+                        features: &features,
                         score,
                         now,
                         trigger,
-                        self.config.top_reasons,
+                        top_reasons: self.config.top_reasons,
                         policy,
-                        &advice,
-                    );
-                    let mut alert_id = [0u8; 16];
-                    for (i, byte) in alert_id.iter_mut().enumerate() {
-                        *byte = a
-                            .alert_id
-                            .get(2 * i..2 * i + 2)
-                            .and_then(|h| u8::from_str_radix(h, 16).ok())
-                            .unwrap_or(0);
-                    }
+                        advice: &advice,
+                    });
                     let pending = PendingOutcome {
-                        alert_id,
+                        alert_id: a.alert_id,
                         arm: a.experiment_arm,
                         alerted_at: now,
                         window_end: now
@@ -580,7 +560,7 @@ impl Engine {
                         self.outcome_events
                             .push(earlier.resolve(&slot.user_id, None));
                     }
-                    alert = Some(a);
+                    alert = Some(Box::new(a));
                 }
             }
         }
@@ -642,12 +622,12 @@ impl Engine {
             if periodic < next && trigger == Trigger::Timer {
                 // Skip the periodic re-scorings up to the next structural deadline (or half way)
                 // when no instant before it can reach the threshold: the score of a silent user
-                // is bounded by the features at both ends (see `Model::silent_logit_bound`).
+                // is bounded by the features at both ends (see `Scorer::silent_score_bound`).
                 let start = state.features_with(totals, now);
                 let safe_until = |until: Millis| {
                     model
-                        .silent_logit_bound(&start, &state.features(until, totals.layout()))
-                        .is_some_and(|z| crate::model::sigmoid(z) < model.threshold())
+                        .silent_score_bound(&start, &state.features(until, totals.layout()))
+                        .is_some_and(|p| p < model.threshold())
                 };
                 let half = now + (next - now) / 2;
                 next = if safe_until(next) {
@@ -734,8 +714,7 @@ impl Engine {
         self.outcomes.remove(&idx);
         if let Some(slot) = self.slots[idx as usize].take() {
             if slot.state.has_activity() {
-                let stage = usize::from(slot.state.stage).min(5);
-                self.stage_counts[stage] = self.stage_counts[stage].saturating_sub(1);
+                self.stages.users.leave(slot.state.stage);
             }
             self.free.push(idx);
         }
@@ -760,12 +739,12 @@ impl Engine {
 }
 
 /// Refuses a model whose feature indices were resolved for another layout than the engine's.
-fn assert_model_layout(model: Option<&Model>, layout: &'static FeatureLayout) {
+fn assert_model_layout(model: Option<&dyn Scorer>, layout: &'static FeatureLayout) {
     if let Some(m) = model {
         assert!(
             std::ptr::eq(m.layout(), layout),
             "model {} was loaded for windows {}, the engine runs windows {}: load it with \
-             Model::load_for and the engine's windows",
+             the engine's windows",
             m.version(),
             m.layout().windows(),
             layout.windows()
@@ -792,7 +771,7 @@ fn advise<'p>(
         [policy.recent_complaint_days()],
     );
     let segment = Segment {
-        stage: Stage::from_u8(state.stage),
+        stage: state.stage,
         tier: policy.value_tier(
             features.get("spend_total").unwrap_or(0.0),
             features.spend_90d_fixed(),
@@ -809,31 +788,45 @@ fn advise<'p>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_alert(
-    user_id: &str,
-    state: &UserState,
-    model: &Model,
-    features: &FeatureVector,
+/// Everything an alert payload is made of, at the moment it is raised.
+struct AlertInputs<'a> {
+    user_id: &'a str,
+    state: &'a UserState,
+    model: &'a dyn Scorer,
+    features: &'a FeatureVector,
     score: f64,
     now: Millis,
     trigger: Trigger,
+    /// How many top reasons the payload carries.
     top_reasons: usize,
-    policy: &Policy,
-    advice: &Advice<'_>,
-) -> WinbackAlert {
+    policy: &'a Policy,
+    advice: &'a Advice<'a>,
+}
+
+fn build_alert(inputs: &AlertInputs<'_>) -> WinbackAlert {
+    let &AlertInputs {
+        user_id,
+        state,
+        model,
+        features,
+        score,
+        now,
+        trigger,
+        top_reasons,
+        policy,
+        advice,
+    } = inputs;
     let used = model
-        .artifact()
-        .features
-        .iter()
-        .filter_map(|f| {
-            let v = features.get(&f.name)?;
-            Some((f.name.clone(), serde_json::json!(alert::round4(v))))
+        .input_names()
+        .into_iter()
+        .filter_map(|name| {
+            let v = features.get(name)?;
+            Some((name.to_string(), serde_json::json!(alert::round4(v))))
         })
         .collect();
     WinbackAlert {
         schema_version: ALERT_SCHEMA_VERSION,
-        alert_id: alert::alert_id(user_id, model.version(), state.last_activity_ms()),
+        alert_id: AlertId::derive(user_id, model.version(), state.last_activity_ms()),
         user_id: user_id.to_string(),
         ts: alert::rfc3339(now),
         score: alert::round4(score),
@@ -841,7 +834,7 @@ fn build_alert(
         model_version: model.version().to_string(),
         trigger,
         last_activity_at: alert::rfc3339(state.last_activity_ms()),
-        lifecycle_state: Stage::from_u8(state.stage),
+        lifecycle_state: state.stage,
         risk_band: advice.band,
         value_tier: advice.tier,
         recommended_action: advice.rule.action.clone(),
@@ -860,7 +853,7 @@ fn build_alert(
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::model::{ModelArtifact, ModelFeature, Transform, ARTIFACT_FORMAT};
+    use crate::model::{Model, ModelArtifact, ModelFeature, Transform, ARTIFACT_FORMAT};
 
     /// A model whose score is >= 0.5 exactly when the user has been silent for 20.5 days or more.
     pub(super) fn silence_model() -> Arc<Model> {
@@ -1002,7 +995,7 @@ pub(super) mod tests {
     }
 
     fn stage_of(e: &Engine, user: &str) -> Stage {
-        Stage::from_u8(e.state(user).unwrap().stage)
+        e.state(user).unwrap().stage
     }
 
     /// Every lifecycle transition, driven by a synthetic event-time sequence; the engine runs
@@ -1037,7 +1030,7 @@ pub(super) mod tests {
         e.apply(&ev("u", last + 100.0, EventKind::Purchase))
             .unwrap();
         assert_eq!(stage_of(&e, "u"), Active);
-        let t = e.transitions();
+        let t = e.stage_stats().transitions;
         for (from, to) in [
             (New, Active),
             (Active, AtRisk),
@@ -1046,10 +1039,10 @@ pub(super) mod tests {
             (Dormant, Churned),
             (Churned, Active),
         ] {
-            assert_eq!(t[from as usize][to as usize], 1, "{from:?} -> {to:?}");
+            assert_eq!(t.get(from, to), 1, "{from:?} -> {to:?}");
         }
-        assert_eq!(e.stage_counts()[Active as usize], 1);
-        assert_eq!(e.stage_counts().iter().sum::<u64>(), 1);
+        assert_eq!(e.stage_stats().users.get(Active), 1);
+        assert_eq!(e.stage_stats().users.total(), 1);
     }
 
     #[test]

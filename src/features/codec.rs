@@ -66,7 +66,7 @@ pub fn encode(state: &UserState, kept_days: u32, out: &mut Vec<u8>) {
     out.extend_from_slice(&state.purchases_total.to_le_bytes());
     out.extend_from_slice(&state.spend_total_cents.to_le_bytes());
     out.push(u8::from(state.opted_out));
-    out.push(state.stage);
+    out.push(state.stage as u8);
     out.extend_from_slice(&state.last_scored_day.to_le_bytes());
     out.extend_from_slice(&state.caps.to_bytes());
     out.extend_from_slice(&first_day.to_le_bytes());
@@ -148,6 +148,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, CodecError> {
     if usize::from(stage) >= super::Stage::ALL.len() {
         return Err(CodecError::Corrupt(format!("lifecycle stage {stage}")));
     }
+    let stage = super::Stage::from_u8(stage);
     let last_scored_day = r.u16()?;
     let caps = CapState::from_bytes(r.take()?);
     let first_day = r.u16()?;
@@ -227,7 +228,7 @@ mod tests {
         fn round_trip(history in proptest::collection::vec((0u32..200, 0usize..15, 0u32..50_000), 0..80),
                       stage in 0u8..6, scored in 0u16..400, alerts in proptest::collection::vec(1u16..400, 0..4)) {
             let mut s = state_from(&history);
-            s.stage = stage;
+            s.stage = crate::features::Stage::from_u8(stage);
             s.last_scored_day = scored;
             for d in alerts { s.caps.record(d); }
             let mut bytes = Vec::new();
@@ -295,6 +296,26 @@ mod tests {
         let back = decode(&v1).unwrap();
         assert_eq!((back.state, back.kept_days), (s, MIN_KEPT_DAYS));
         assert_eq!(decode(&v2).unwrap().kept_days, 180);
+    }
+
+    #[test]
+    fn the_stage_is_one_byte_in_lifecycle_order() {
+        // Byte 44: format, kept days, 7 instants, purchases, spend, opt-out flag, then the stage.
+        for (i, stage) in crate::features::Stage::ALL.into_iter().enumerate() {
+            let s = UserState {
+                stage,
+                ..UserState::default()
+            };
+            let mut bytes = Vec::new();
+            encode(&s, MIN_KEPT_DAYS, &mut bytes);
+            assert_eq!(usize::from(bytes[44]), i);
+            assert_eq!(decode(&bytes).unwrap().state.stage, stage);
+            bytes[44] = 6;
+            assert_eq!(
+                decode(&bytes),
+                Err(CodecError::Corrupt("lifecycle stage 6".into()))
+            );
+        }
     }
 
     #[test]

@@ -11,11 +11,14 @@ use serde::{Deserialize, Serialize};
 use crate::{Millis, DAY_MS};
 
 /// Lifecycle stage of one user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum Stage {
-    /// Recently arrived and engaging.
+    /// Recently arrived and engaging (also the stage of a state never scored).
+    #[default]
     New = 0,
     /// Engaging at their usual pace.
     Active = 1,

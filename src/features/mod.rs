@@ -9,12 +9,14 @@ pub mod caps;
 pub mod codec;
 pub mod layout;
 pub mod lifecycle;
+mod stage_stats;
 mod state;
 pub mod window;
 
 pub use caps::{CapRule, CapState, SuppressReason, CAP_HISTORY, CAP_WINDOW_DAYS};
 pub use layout::{FeatureLayout, MAX_FEATURES};
 pub use lifecycle::{LifecycleConfig, Stage};
+pub use stage_stats::{StageCounts, StageStats, StageTransitions};
 pub use state::{Instant32, Totals, UserState};
 pub use window::{DayBucket, DayWindows, WindowTotals, Windows, WindowsError};
 

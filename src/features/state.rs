@@ -110,8 +110,8 @@ pub struct UserState {
     pub spend_total_cents: u64,
     /// The user asked not to be contacted: still scored, never alerted.
     pub opted_out: bool,
-    /// Lifecycle stage last reported (`Stage as u8`, `Stage::New` = 0), to detect transitions.
-    pub stage: u8,
+    /// Lifecycle stage last reported, to detect transitions.
+    pub stage: Stage,
     /// Day (since the epoch) of the last scoring: events score a user at most once a day.
     pub last_scored_day: u16,
     /// Days of the user's recent alerts, for frequency caps (durable with the rest).

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::clock::WatermarkClock;
 use crate::engine::{Applied, EngineConfig, EngineCounters, Scored};
 use crate::event::{self, Rejection};
-use crate::features::Stage;
+use crate::features::StageTransitions;
 use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::{alert, Millis};
@@ -123,7 +123,7 @@ struct Pipeline<'a> {
     report: PipelineReport,
     /// Engine totals already exported to metrics.
     exported: EngineCounters,
-    exported_transitions: [[u64; 6]; 6],
+    exported_transitions: StageTransitions,
     scored: Vec<Scored>,
     /// Periodic checkpoints whose messages are not all acknowledged yet, oldest first.
     pending_commits: std::collections::VecDeque<PendingCommit>,
@@ -311,7 +311,7 @@ pub async fn run(
         last_error: None,
         report: PipelineReport::default(),
         exported: EngineCounters::default(),
-        exported_transitions: [[0; 6]; 6],
+        exported_transitions: StageTransitions::default(),
         scored: Vec::new(),
         pending_commits: Default::default(),
         shutdown: shutdown.clone(),
@@ -605,20 +605,21 @@ impl Pipeline<'_> {
         self.metrics
             .events_late
             .inc_by(c.late_accepted - before.late_accepted);
-        let transitions = partitions.transitions();
-        for (from, row) in transitions.iter().enumerate() {
-            for (to, &n) in row.iter().enumerate() {
-                let delta = n - self.exported_transitions[from][to];
-                if delta > 0 {
-                    self.metrics
-                        .lifecycle_transitions
-                        .with_label_values(&[Stage::ALL[from].as_str(), Stage::ALL[to].as_str()])
-                        .inc_by(delta);
-                }
+        let stages = partitions.stage_stats();
+        for (from, to, delta) in stages
+            .transitions
+            .delta_since(&self.exported_transitions)
+            .iter()
+        {
+            if delta > 0 {
+                self.metrics
+                    .lifecycle_transitions
+                    .with_label_values(&[from.as_str(), to.as_str()])
+                    .inc_by(delta);
             }
         }
-        self.exported_transitions = transitions;
-        for (stage, n) in Stage::ALL.iter().zip(partitions.stage_counts()) {
+        self.exported_transitions = stages.transitions;
+        for (stage, n) in stages.users.iter() {
             self.metrics
                 .users_by_stage
                 .with_label_values(&[stage.as_str()])

@@ -210,7 +210,7 @@ impl Sink {
             Destination::Alert,
             &alert.user_id,
             alert.schema_version,
-            &alert.alert_id,
+            &alert.alert_id.to_string(),
             &payload,
         )
     }
@@ -226,7 +226,7 @@ impl Sink {
             Destination::Outcome,
             &outcome.user_id,
             outcome.schema_version,
-            &outcome.alert_id,
+            &outcome.alert_id.to_string(),
             &payload,
         )
     }

@@ -25,8 +25,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::sink::{Sink, SinkError, CHANGELOG_VALUE_FORMAT, INPUT_POSITION_HEADER};
 use crate::engine::changelog::{Change, RecordError};
 use crate::engine::{Engine, EngineConfig, EngineCounters, Scored};
+use crate::features::{StageStats, StageTransitions};
 use crate::metrics::Metrics;
 use crate::model::Model;
+use crate::scoring::Scorer;
 use crate::Millis;
 
 /// Why durable state could not be set up or restored.
@@ -94,7 +96,7 @@ pub struct Partitions {
     /// Changelog topic; `None` = state lives in memory only (lost on restart).
     changelog: Option<String>,
     retired: EngineCounters,
-    retired_transitions: [[u64; 6]; 6],
+    retired_transitions: StageTransitions,
     /// Partitions given away so far (see [`Partitions::generation`]).
     generation: u64,
 }
@@ -118,7 +120,7 @@ impl Partitions {
             model,
             changelog,
             retired: EngineCounters::default(),
-            retired_transitions: [[0; 6]; 6],
+            retired_transitions: StageTransitions::default(),
             generation: 0,
         }
     }
@@ -130,7 +132,8 @@ impl Partitions {
 
     /// An empty engine for a newly assigned partition.
     pub fn new_engine(&self) -> Engine {
-        let mut engine = Engine::new(self.engine_config.clone(), self.model.clone());
+        let model = self.model.clone().map(|m| m as Arc<dyn Scorer>);
+        let mut engine = Engine::new(self.engine_config.clone(), model);
         engine.track_changes(self.changelog.is_some());
         engine
     }
@@ -167,22 +170,16 @@ impl Partitions {
         for p in partitions {
             if let Some(task) = self.tasks.remove(p) {
                 add_counters(&mut self.retired, task.engine.counters());
-                for (row, add) in self
-                    .retired_transitions
-                    .iter_mut()
-                    .zip(task.engine.transitions())
-                {
-                    for (n, a) in row.iter_mut().zip(add) {
-                        *n += a;
-                    }
-                }
+                self.retired_transitions
+                    .add(&task.engine.stage_stats().transitions);
             }
         }
     }
 
     pub fn set_model(&mut self, model: Option<Arc<Model>>) {
         for task in self.tasks.values_mut() {
-            task.engine.set_model(model.clone());
+            task.engine
+                .set_model(model.clone().map(|m| m as Arc<dyn Scorer>));
         }
         self.model = model;
     }
@@ -212,24 +209,15 @@ impl Partitions {
         total
     }
 
-    pub fn transitions(&self) -> [[u64; 6]; 6] {
-        let mut total = self.retired_transitions;
+    /// Users per stage over the partitions owned now; transitions over every partition owned
+    /// since start (those given away included).
+    pub fn stage_stats(&self) -> StageStats {
+        let mut total = StageStats {
+            transitions: self.retired_transitions,
+            ..StageStats::default()
+        };
         for task in self.tasks.values() {
-            for (row, add) in total.iter_mut().zip(task.engine.transitions()) {
-                for (n, a) in row.iter_mut().zip(add) {
-                    *n += a;
-                }
-            }
-        }
-        total
-    }
-
-    pub fn stage_counts(&self) -> [u64; 6] {
-        let mut total = [0; 6];
-        for task in self.tasks.values() {
-            for (n, a) in total.iter_mut().zip(task.engine.stage_counts()) {
-                *n += a;
-            }
+            total.add(&task.engine.stage_stats());
         }
         total
     }

@@ -42,6 +42,7 @@ use sha2::{Digest, Sha256};
 
 use crate::features::layout::Counter;
 use crate::features::{FeatureLayout, FeatureVector, Windows};
+use crate::scoring::Scorer;
 use bgnbd::{BgNbdParams, CustomerReader};
 pub use forest::Forest;
 
@@ -386,12 +387,45 @@ impl ModelArtifact {
     }
 }
 
-/// A feature's contribution to one score: `coef × standardised value`, the log-odds it adds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Contribution {
-    pub feature: &'static str,
-    pub value: f64,
-    pub contribution: f64,
+pub use crate::scoring::Contribution;
+
+/// The engine scores through [`Scorer`]; these are the model's own methods.
+impl Scorer for Model {
+    fn version(&self) -> &str {
+        Model::version(self)
+    }
+
+    fn shared_version(&self) -> Arc<str> {
+        Model::shared_version(self)
+    }
+
+    fn layout(&self) -> &'static FeatureLayout {
+        Model::layout(self)
+    }
+
+    fn threshold(&self) -> f64 {
+        Model::threshold(self)
+    }
+
+    fn score(&self, x: &FeatureVector) -> f64 {
+        Model::score(self, x)
+    }
+
+    fn silent_score_bound(&self, start: &FeatureVector, end: &FeatureVector) -> Option<f64> {
+        self.silent_logit_bound(start, end).map(sigmoid)
+    }
+
+    fn top_reasons(&self, x: &FeatureVector, k: usize) -> Vec<Contribution> {
+        Model::top_reasons(self, x, k)
+    }
+
+    fn input_names(&self) -> Vec<&str> {
+        self.artifact
+            .features
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect()
+    }
 }
 
 /// A loaded, validated model ready to score feature vectors.

@@ -453,7 +453,7 @@ pub fn train(events: &[Event], cfg: &TrainConfig) -> Result<Trained, TrainError>
         (Some(f), Some(l)) => (f.ts, l.ts),
         _ => return Err(TrainError::NoEvents),
     };
-    let rfc = crate::alert::rfc3339;
+    let rfc = crate::time::rfc3339;
     let end = data_end(last);
     let valid_horizon = cfg.validation_horizon.unwrap_or(cfg.horizon);
     let validation = cfg.validation_cutoff.unwrap_or(last - valid_horizon);
