@@ -274,11 +274,11 @@ impl Engine {
             .as_mut()
             .expect("slot_for returns a live slot");
         if !fresh && slot.state.has_activity() {
-            self.stages.users.leave(slot.state.stage);
+            self.stages.users.leave(slot.state.stage());
         }
         slot.state = state;
         if slot.state.has_activity() {
-            self.stages.users.enter(slot.state.stage);
+            self.stages.users.enter(slot.state.stage());
         }
         let now = self.clock.max(slot.state.last_activity_ms());
         match outcome {

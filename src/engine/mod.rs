@@ -240,7 +240,7 @@ impl Engine {
     pub fn memory_breakdown(&self) -> [(&'static str, usize); 6] {
         let live = self.slots.iter().flatten();
         let ids: usize = live.clone().map(|s| s.user_id.len()).sum();
-        let days: usize = live.map(|s| s.state.windows.heap_bytes()).sum();
+        let days: usize = live.map(|s| s.state.windows().heap_bytes()).sum();
         [
             (
                 "slots",
@@ -389,14 +389,11 @@ impl Engine {
         let slot = self.slots[idx as usize]
             .as_mut()
             .expect("slot_for returns a live slot");
-        let stage_before = slot.state.stage;
+        let stage_before = slot.state.stage();
         if !fresh && matches!(event.kind, EventKind::Login | EventKind::Purchase) {
             let silence = event.ts.saturating_sub(slot.state.silence_start());
             if silence >= at_risk_ms {
-                slot.state.returned_at = slot
-                    .state
-                    .returned_at
-                    .max(crate::features::Instant32::from_millis(event.ts));
+                slot.state.note_return(event.ts);
             }
         }
         slot.state.apply(event);
@@ -419,7 +416,7 @@ impl Engine {
         }
         if fresh {
             let stage = slot.state.stage_with(&totals, &self.config.lifecycle, now);
-            slot.state.stage = stage;
+            slot.state.set_stage(stage);
             self.stages.users.enter(stage);
         } else {
             self.update_stage(idx, &totals, now);
@@ -429,7 +426,8 @@ impl Engine {
         let slot = self.slots[idx as usize].as_ref().expect("live slot");
         let today = crate::features::window::day_of(now) as u16;
         let scored =
-            if fresh || slot.state.last_scored_day != today || slot.state.stage != stage_before {
+            if fresh || slot.state.last_scored_day() != today || slot.state.stage() != stage_before
+            {
                 self.score(idx, &totals, now, Trigger::Event)
             } else {
                 None
@@ -495,9 +493,8 @@ impl Engine {
             return;
         };
         let stage = slot.state.stage_with(totals, &self.config.lifecycle, now);
-        let before = slot.state.stage;
+        let before = slot.state.set_stage(stage);
         if stage != before {
-            slot.state.stage = stage;
             self.stages.users.leave(before);
             self.stages.users.enter(stage);
             self.stages.transitions.record(before, stage);
@@ -515,24 +512,28 @@ impl Engine {
         let slot = self.slots[idx as usize].as_mut()?;
         let features = slot.state.features_with(totals, now);
         let score = model.score(&features);
-        slot.state.last_scored_day = crate::features::window::day_of(now) as u16;
+        slot.state
+            .mark_scored(crate::features::window::day_of(now) as u16);
         let mut decision = alert::decide(
             score,
             model.threshold(),
             slot.state.alerted_this_episode(),
-            slot.state.opted_out,
+            slot.state.opted_out(),
         );
-        let stage = slot.state.stage;
+        let stage = slot.state.stage();
         let mut alert = None;
         if decision == AlertDecision::Raise {
             let policy = &self.config.policy;
             let today = crate::features::window::day_of(now) as u16;
             let advice = advise(policy, &slot.state, &features, score, now);
-            match slot.state.caps.check(today, &policy.caps_for(advice.rule)) {
+            match slot
+                .state
+                .caps()
+                .check(today, &policy.caps_for(advice.rule))
+            {
                 Err(reason) => decision = AlertDecision::Suppressed(reason),
                 Ok(()) => {
-                    slot.state.caps.record(today);
-                    slot.state.alerted_episode = slot.state.last_activity;
+                    slot.state.record_alert(today);
                     let a = build_alert(&AlertInputs {
                         user_id: &slot.user_id,
                         state: &slot.state,
@@ -598,7 +599,7 @@ impl Engine {
             next = next.min(d);
         }
         if let Some(cycle) = state.purchase_cycle_days() {
-            let overdue = state.last_purchase.millis()
+            let overdue = state.last_purchase().millis()
                 + (cycle.max(1.0) * self.config.cycle_overdue_factor * DAY_MS as f64) as Millis;
             if overdue > now {
                 next = next.min(overdue);
@@ -714,7 +715,7 @@ impl Engine {
         self.outcomes.remove(&idx);
         if let Some(slot) = self.slots[idx as usize].take() {
             if slot.state.has_activity() {
-                self.stages.users.leave(slot.state.stage);
+                self.stages.users.leave(slot.state.stage());
             }
             self.free.push(idx);
         }
@@ -766,12 +767,12 @@ fn advise<'p>(
     score: f64,
     now: Millis,
 ) -> Advice<'p> {
-    let [recent] = state.windows.totals_nested(
+    let [recent] = state.windows().totals_nested(
         crate::features::window::day_of(now),
         [policy.recent_complaint_days()],
     );
     let segment = Segment {
-        stage: state.stage,
+        stage: state.stage(),
         tier: policy.value_tier(
             features.get("spend_total").unwrap_or(0.0),
             features.spend_90d_fixed(),
@@ -834,7 +835,7 @@ fn build_alert(inputs: &AlertInputs<'_>) -> WinbackAlert {
         model_version: model.version().to_string(),
         trigger,
         last_activity_at: alert::rfc3339(state.last_activity_ms()),
-        lifecycle_state: state.stage,
+        lifecycle_state: state.stage(),
         risk_band: advice.band,
         value_tier: advice.tier,
         recommended_action: advice.rule.action.clone(),
@@ -995,7 +996,7 @@ pub(super) mod tests {
     }
 
     fn stage_of(e: &Engine, user: &str) -> Stage {
-        e.state(user).unwrap().stage
+        e.state(user).unwrap().stage()
     }
 
     /// Every lifecycle transition, driven by a synthetic event-time sequence; the engine runs
@@ -1136,8 +1137,8 @@ pub(super) mod tests {
             assert_eq!(f.get(name), d.get(name), "{name}");
         }
         // The default engine pruned day 10; the 180-day one keeps it until day 190.
-        assert_eq!(fixed.state("u").unwrap().windows.len(), 3);
-        assert_eq!(e.state("u").unwrap().windows.len(), 4);
+        assert_eq!(fixed.state("u").unwrap().windows().len(), 3);
+        assert_eq!(e.state("u").unwrap().windows().len(), 4);
     }
 
     #[test]
@@ -1152,7 +1153,7 @@ pub(super) mod tests {
         assert_eq!(f.get("events_30d"), None);
         // 1 event in the last 30 days against 1 in the 60 before: (1 + 1) / (1/2 + 1).
         assert_eq!(f.get("activity_trend"), Some(2.0 / 1.5));
-        assert_eq!(e.state("u").unwrap().windows.len(), 2);
+        assert_eq!(e.state("u").unwrap().windows().len(), 2);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Everything churnguard remembers about one user.
 
+use super::caps::CapState;
 use super::layout::{FeatureLayout, FIXED_FEATURES};
 use super::lifecycle::{self, LifecycleConfig, Stage, StageInputs};
 use super::window::{day_of, to_cents, DayWindows, WindowTotals, MAX_PLAN};
@@ -92,30 +93,35 @@ impl Totals {
 /// Per-user state: recent day buckets plus lifetime aggregates that no window can give
 /// (tenure, total spend, purchase cycle) and the alert bookkeeping for the current episode.
 /// 96 bytes inline plus the packed days (see [`DayWindows`]).
+///
+/// Fields are read through accessors and changed only through methods that keep them
+/// consistent: events through [`UserState::apply`], the engine's bookkeeping through
+/// [`UserState::note_return`], [`UserState::set_stage`], [`UserState::mark_scored`] and
+/// [`UserState::record_alert`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserState {
-    pub windows: DayWindows,
-    pub first_seen: Instant32,
-    pub last_activity: Instant32,
-    pub first_purchase: Instant32,
-    pub last_purchase: Instant32,
+    pub(super) windows: DayWindows,
+    pub(super) first_seen: Instant32,
+    pub(super) last_activity: Instant32,
+    pub(super) first_purchase: Instant32,
+    pub(super) last_purchase: Instant32,
     /// Last login or purchase: the engagement whose absence defines churn.
-    pub last_engaged: Instant32,
+    pub(super) last_engaged: Instant32,
     /// Latest return after an at-risk silence (set by the engine, which knows the threshold).
-    pub returned_at: Instant32,
+    pub(super) returned_at: Instant32,
     /// `last_activity` of the silence episode already alerted on, or never. A new activity
     /// moves `last_activity` on, which opens a new episode and re-arms the alert.
-    pub alerted_episode: Instant32,
-    pub purchases_total: u32,
-    pub spend_total_cents: u64,
+    pub(super) alerted_episode: Instant32,
+    pub(super) purchases_total: u32,
+    pub(super) spend_total_cents: u64,
     /// The user asked not to be contacted: still scored, never alerted.
-    pub opted_out: bool,
+    pub(super) opted_out: bool,
     /// Lifecycle stage last reported, to detect transitions.
-    pub stage: Stage,
+    pub(super) stage: Stage,
     /// Day (since the epoch) of the last scoring: events score a user at most once a day.
-    pub last_scored_day: u16,
+    pub(super) last_scored_day: u16,
     /// Days of the user's recent alerts, for frequency caps (durable with the rest).
-    pub caps: super::caps::CapState,
+    pub(super) caps: CapState,
 }
 
 impl UserState {
@@ -144,6 +150,89 @@ impl UserState {
             self.first_purchase = self.first_purchase.min_set(at);
             self.last_purchase = self.last_purchase.max(at);
         }
+    }
+
+    /// The user's day buckets.
+    pub fn windows(&self) -> &DayWindows {
+        &self.windows
+    }
+
+    /// First event of any kind.
+    pub fn first_seen(&self) -> Instant32 {
+        self.first_seen
+    }
+
+    /// Latest event of any kind.
+    pub fn last_activity(&self) -> Instant32 {
+        self.last_activity
+    }
+
+    /// Latest purchase.
+    pub fn last_purchase(&self) -> Instant32 {
+        self.last_purchase
+    }
+
+    /// Latest return after an at-risk silence.
+    pub fn returned_at(&self) -> Instant32 {
+        self.returned_at
+    }
+
+    /// `last_activity` of the silence episode already alerted on, or never.
+    pub fn alerted_episode(&self) -> Instant32 {
+        self.alerted_episode
+    }
+
+    /// Purchases over the user's lifetime.
+    pub fn purchases_total(&self) -> u32 {
+        self.purchases_total
+    }
+
+    /// Spend over the user's lifetime, in cents.
+    pub fn spend_total_cents(&self) -> u64 {
+        self.spend_total_cents
+    }
+
+    /// Whether the user asked not to be contacted.
+    pub fn opted_out(&self) -> bool {
+        self.opted_out
+    }
+
+    /// Lifecycle stage last reported.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// Day (since the epoch) of the last scoring.
+    pub fn last_scored_day(&self) -> u16 {
+        self.last_scored_day
+    }
+
+    /// Days of the user's recent alerts.
+    pub fn caps(&self) -> &CapState {
+        &self.caps
+    }
+
+    /// A login or purchase at `ts` ended an at-risk silence (the engine knows the threshold):
+    /// remembered as the latest return, never moving it back.
+    pub fn note_return(&mut self, ts: Millis) {
+        self.returned_at = self.returned_at.max(Instant32::from_millis(ts));
+    }
+
+    /// Records the stage now reported, returning the one before.
+    pub fn set_stage(&mut self, stage: Stage) -> Stage {
+        std::mem::replace(&mut self.stage, stage)
+    }
+
+    /// Records that the user was scored on `day`.
+    pub fn mark_scored(&mut self, day: u16) {
+        self.last_scored_day = day;
+    }
+
+    /// Records an alert sent on `today`: it counts against the caps and closes the current
+    /// silence episode (no other alert until the user acts again).
+    pub fn record_alert(&mut self, today: u16) {
+        self.caps.record(today);
+        self.alerted_episode = self.last_activity;
     }
 
     /// Latest activity in milliseconds (`Millis::MIN` if none).

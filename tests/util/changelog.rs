@@ -160,11 +160,11 @@ pub fn assert_alerts_consistent(
     }
     let mut alerted = 0;
     for (user, record) in state {
-        if record.state.alerted_episode.is_set() {
+        if record.state.alerted_episode().is_set() {
             alerted += 1;
             let episode = (
                 user.clone(),
-                churnguard::alert::rfc3339(record.state.alerted_episode.millis()),
+                churnguard::alert::rfc3339(record.state.alerted_episode().millis()),
             );
             assert!(
                 ids.contains_key(&episode),
