@@ -5,10 +5,10 @@
 //! Usage: `cargo run --release --example cdnow_ensemble -- models/a.json models/b.json ...`
 //! (needs `data/cdnow/events.jsonl`, made by `scripts/fetch-cdnow.sh`).
 
-use churnguard::config::parse_instant;
 use churnguard::model::metrics::roc_auc;
 use churnguard::model::train::{snapshots, SnapshotSpec};
 use churnguard::model::Model;
+use churnguard::time::parse_instant;
 use churnguard::{replay, Millis, DAY_MS};
 
 /// Each score's rank as a fraction, so models with different calibration weigh the same.

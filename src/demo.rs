@@ -6,6 +6,8 @@
 //! prints alerts as they arrive and serves /metrics. After the history it keeps a live trickle
 //! of events going so the dashboards move.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,9 +20,9 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tokio::sync::watch;
 
-use crate::config::DemoArgs;
 use crate::engine::EngineConfig;
 use crate::event::{encode, Event, EventKind};
+use crate::features::Windows;
 use crate::http::{self, HttpState};
 use crate::kafka::{self, PipelineConfig, PipelineError};
 use crate::metrics::Metrics;
@@ -50,16 +52,39 @@ const CHANGELOG: &str = "churnguard-demo-state-changelog";
 /// Bytes of history per input partition, well under the mock broker's 5 MB retention.
 const MOCK_PARTITION_BUDGET_BYTES: usize = 3 * 1024 * 1024;
 
-/// Runs the demo until `shutdown` or `--duration-secs`.
-pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<(), DemoError> {
-    let model = Arc::new(Model::load_for(&args.model, args.window.windows)?);
+/// What the demo runs: the served model, the synthetic history and how long to go on.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// Address of the HTTP server for /metrics, /healthz and /readyz (port 0: any free port).
+    pub metrics_addr: SocketAddr,
+    /// Model artifact to score with.
+    pub model: PathBuf,
+    /// Synthetic users in the generated history.
+    pub users: usize,
+    /// Days of history generated before now.
+    pub days: u32,
+    /// Live events per second produced after the history (0 = none).
+    pub live_rate: u32,
+    /// Stop after this long (`None`: run until `shutdown`).
+    pub stop_after: Option<Duration>,
+    /// Alerts printed in full; the rest are summarised.
+    pub print_alerts: usize,
+    /// Random seed of the synthetic stream.
+    pub seed: u64,
+    /// Sliding windows the engine keeps (the model must have been trained with them).
+    pub windows: Windows,
+}
+
+/// Runs the demo until `shutdown` or `stop_after`.
+pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Result<(), DemoError> {
+    let model = Arc::new(Model::load_for(&demo.model, demo.windows)?);
     let now = chrono::Utc::now().timestamp_millis();
     let synth = SynthConfig {
-        users: args.users,
-        days: args.days,
+        users: demo.users,
+        days: demo.days,
         end: now - 60_000,
         churn_share: 0.25,
-        seed: args.seed,
+        seed: demo.seed,
     };
     let (users, history) = generate(&synth);
     let payloads: Vec<(&str, String)> = history
@@ -87,7 +112,7 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let server = http::serve(
-        args.metrics_addr,
+        demo.metrics_addr,
         HttpState {
             metrics: Arc::clone(&metrics),
             ready: Arc::clone(&ready),
@@ -95,7 +120,7 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<
     )
     .await
     .map_err(|source| DemoError::Http {
-        addr: args.metrics_addr,
+        addr: demo.metrics_addr,
         source,
     })?;
 
@@ -104,7 +129,7 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<
          {} events over {} days (+{} malformed); metrics on http://{}/metrics",
         users.len(),
         history.len(),
-        args.days,
+        demo.days,
         bad.len(),
         server.addr
     );
@@ -143,7 +168,7 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<
         fetch_wait_ms: 500,
         kafka_options: Vec::new(),
         engine: EngineConfig {
-            windows: args.window.windows,
+            windows: demo.windows,
             ..EngineConfig::default()
         },
         max_future_skew: 3_600_000,
@@ -161,20 +186,19 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<
     ));
     let printer = tokio::spawn(print_alerts(
         brokers.clone(),
-        args.print_alerts,
+        demo.print_alerts,
         shutdown.clone(),
     ));
 
     let started = Instant::now();
-    let deadline =
-        (args.duration_secs > 0).then(|| started + Duration::from_secs(args.duration_secs));
+    let deadline = demo.stop_after.map(|d| started + d);
     let mut backlog_done = false;
     let live_users: Vec<&str> = users
         .iter()
         .filter(|u| u.churn_day.is_none())
         .map(|u| u.user_id.as_str())
         .collect();
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(args.seed);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(demo.seed);
     let mut live_seq = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
@@ -192,12 +216,12 @@ pub async fn run(args: DemoArgs, mut shutdown: watch::Receiver<bool>) -> Result<
                 "history of {backlog} messages processed in {secs:.1} s ({:.0} messages/s, including group join); \
                  now streaming live events at {}/s — Ctrl-C to stop",
                 backlog as f64 / secs,
-                args.live_rate
+                demo.live_rate
             );
         }
-        if backlog_done && args.live_rate > 0 && !live_users.is_empty() {
+        if backlog_done && demo.live_rate > 0 && !live_users.is_empty() {
             let now = chrono::Utc::now().timestamp_millis();
-            for _ in 0..(args.live_rate / 10).max(1) {
+            for _ in 0..(demo.live_rate / 10).max(1) {
                 let user = live_users[rng.gen_range(0..live_users.len())];
                 let kind = [
                     EventKind::Login,

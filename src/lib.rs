@@ -15,7 +15,6 @@
 
 pub mod alert;
 pub mod clock;
-pub mod config;
 pub mod dedupe;
 pub mod demo;
 pub mod engine;

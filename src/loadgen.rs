@@ -572,6 +572,34 @@ pub fn due_users(
         .collect()
 }
 
+/// Due users to plant for a latency run.
+#[derive(Debug, Clone, Copy)]
+pub struct DuePlan {
+    /// How many due users.
+    pub users: usize,
+    /// When the first due user's alert comes due (wall clock, ms).
+    pub first_alert_at: Millis,
+    /// The due users' alerts are spread evenly over this long after `first_alert_at`.
+    pub window: Millis,
+}
+
+/// The events of `plan`'s due users and the silence after which each alerts under `model`
+/// (with the default engine configuration, as the service runs it).
+pub fn plan_due_users(
+    model: Arc<Model>,
+    plan: &DuePlan,
+) -> Result<(Vec<Event>, Millis), LoadgenError> {
+    // Two passes: the offset depends a little on where the template falls in UTC days.
+    let first = plan.first_alert_at;
+    let rough = alert_offset(
+        Arc::clone(&model),
+        EngineConfig::default(),
+        first - 13 * DAY_MS,
+    )?;
+    let offset = alert_offset(model, EngineConfig::default(), first - rough)?;
+    Ok((due_users(plan.users, first, plan.window, offset), offset))
+}
+
 /// Where and how to produce.
 #[derive(Debug, Clone)]
 pub struct ProduceConfig {

@@ -7,13 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use churnguard::config::parse_instant;
 use churnguard::engine::{Engine, EngineConfig};
 use churnguard::event::{Event, EventKind};
 use churnguard::model::evaluate::{evaluate_rows, DEFAULT_TOP_K_PCTS};
 use churnguard::model::train::{self, BgNbdConfig, ModelKind, SnapshotSpec, TrainConfig};
 use churnguard::model::Model;
 use churnguard::synth::{generate, SynthConfig};
+use churnguard::time::parse_instant;
 use churnguard::{replay, Millis, DAY_MS};
 
 const WEEK: Millis = 7 * DAY_MS;

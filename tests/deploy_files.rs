@@ -44,24 +44,68 @@ fn exported_families() -> &'static Vec<(String, String)> {
     })
 }
 
-/// Environment variables `churnguard` reads, from its clap definition (plus `RUST_LOG`).
+/// Environment variables `churnguard` reads (plus `RUST_LOG`): every `[env: NAME=…]` note of
+/// the binary's `--help` and of each subcommand's. The flags are defined on the binary's side,
+/// so its help is their one public listing.
 fn known_env() -> &'static Vec<String> {
     static ENV: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
-        use clap::CommandFactory;
-        let cli = churnguard::config::Cli::command();
+        let top = churnguard_help(&[]);
         let mut vars: Vec<String> = vec!["RUST_LOG".into()];
-        let mut stack = vec![cli];
-        while let Some(cmd) = stack.pop() {
-            for a in cmd.get_arguments() {
-                if let Some(e) = a.get_env() {
-                    vars.push(e.to_string_lossy().into_owned());
-                }
-            }
-            stack.extend(cmd.get_subcommands().cloned());
+        vars.extend(env_notes(&top));
+        for sub in subcommands(&top) {
+            vars.extend(env_notes(&churnguard_help(&[sub.as_str()])));
         }
+        assert!(
+            vars.iter().any(|v| v == "CHURNGUARD_BROKERS"),
+            "no env notes found in the help text: {vars:?}"
+        );
         vars
     })
+}
+
+/// `churnguard [subcommand] --help`, run without any `CHURNGUARD_*` variable of this process
+/// (a set value is shown in the help and could fail validation).
+fn churnguard_help(subcommand: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_churnguard"));
+    cmd.args(subcommand).arg("--help");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("CHURNGUARD_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output().expect("cannot run churnguard --help");
+    assert!(
+        out.status.success(),
+        "churnguard {subcommand:?} --help failed"
+    );
+    String::from_utf8(out.stdout).expect("help text is UTF-8")
+}
+
+/// Subcommand names listed under `Commands:` (without `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| l.trim() != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// Variable names of the `[env: NAME=value]` notes in a help text (a note may wrap lines).
+fn env_notes(help: &str) -> Vec<String> {
+    help.split("[env:")
+        .skip(1)
+        .map(|rest| {
+            rest.trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|name| !name.is_empty())
+        .collect()
 }
 
 const ALERTS: &[&str] = &[

@@ -1,5 +1,8 @@
-//! Command-line and environment configuration.
+//! Command-line and environment configuration: the clap definitions of every flag and the
+//! conversions into the plain configuration types the library defines.
 //!
+//! Only the binary depends on clap; the library takes typed configurations (`DemoConfig`,
+//! `EngineConfig`, `PipelineConfig`, ...), so tests and other programs build them directly.
 //! Every `run` option is also an environment variable (`CHURNGUARD_*`), so the same binary is
 //! configured by flags on a laptop and by a ConfigMap on Kubernetes. `deploy/churnguard.env.example`
 //! lists them with their defaults.
@@ -9,10 +12,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::engine::EngineConfig;
-use crate::features::lifecycle::{LifecycleConfig, LifecycleConfigError};
-use crate::features::Windows;
-use crate::policy::{Policy, PolicyError};
+use churnguard::engine::EngineConfig;
+use churnguard::features::lifecycle::{LifecycleConfig, LifecycleConfigError};
+use churnguard::features::Windows;
+use churnguard::policy::{Policy, PolicyError};
+use churnguard::{Millis, DAY_MS};
 
 /// Why the engine flags cannot be turned into a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +26,6 @@ pub enum ConfigError {
     #[error(transparent)]
     Policy(#[from] PolicyError),
 }
-use crate::{Millis, DAY_MS};
 
 /// churnguard: streaming churn-risk scoring and win-back alerts over Kafka.
 #[derive(Debug, Parser)]
@@ -443,38 +446,6 @@ pub struct EvaluateArgs {
     pub window: WindowArgs,
 }
 
-/// Parses a duration: `90d`, `13w`, `36h`, a plain number of days, or `all` (unbounded).
-pub fn parse_duration(text: &str) -> Result<Millis, String> {
-    let t = text.trim();
-    if t == "all" {
-        return Ok(Millis::MAX / 4);
-    }
-    let (num, unit) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], &t[i..]),
-        _ => (t, "d"),
-    };
-    let n: f64 = num
-        .parse()
-        .ok()
-        .filter(|n: &f64| n.is_finite() && *n > 0.0)
-        .ok_or_else(|| format!("{text:?} is not a duration like 90d, 13w or 36h"))?;
-    let unit_ms = match unit {
-        "h" => 3_600_000.0,
-        "d" => DAY_MS as f64,
-        "w" => 7.0 * DAY_MS as f64,
-        _ => return Err(format!("{text:?}: unit must be h, d or w")),
-    };
-    Ok((n * unit_ms).round() as Millis)
-}
-
-/// Parses `DATE` or `DATE@DURATION` into (cutoff, horizon), `default_horizon` for the former.
-pub fn parse_cutoff_at(text: &str, default_horizon: Millis) -> Result<(Millis, Millis), String> {
-    match text.split_once('@') {
-        Some((d, h)) => Ok((parse_instant(d.trim())?, parse_duration(h)?)),
-        None => Ok((parse_instant(text.trim())?, default_horizon)),
-    }
-}
-
 /// `churnguard synth`.
 #[derive(Debug, Clone, Args)]
 pub struct SynthArgs {
@@ -494,7 +465,7 @@ pub struct SynthArgs {
     pub out: PathBuf,
 }
 
-/// `churnguard loadgen`: what to produce, where and how fast (see [`crate::loadgen`]).
+/// `churnguard loadgen`: what to produce, where and how fast (see [`churnguard::loadgen`]).
 #[derive(Debug, Clone, Args)]
 pub struct LoadgenArgs {
     /// Bootstrap brokers, comma-separated host:port.
@@ -554,19 +525,6 @@ pub struct LoadgenArgs {
     pub kafka_options: Vec<String>,
 }
 
-/// Parses an RFC 3339 instant or a plain `YYYY-MM-DD` date (midnight UTC).
-pub fn parse_instant(text: &str) -> Result<Millis, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.timestamp_millis());
-    }
-    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map(|d| {
-            d.and_hms_opt(0, 0, 0)
-                .map_or(0, |t| t.and_utc().timestamp_millis())
-        })
-        .map_err(|_| format!("{text:?} is neither an RFC 3339 instant nor a YYYY-MM-DD date"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,13 +533,6 @@ mod tests {
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn instants_and_dates_parse() {
-        assert_eq!(parse_instant("1970-01-02"), Ok(DAY_MS));
-        assert_eq!(parse_instant("1970-01-01T00:00:01Z"), Ok(1_000));
-        assert!(parse_instant("soon").is_err());
     }
 
     fn windows_of(args: &[&str]) -> Result<Windows, clap::Error> {
@@ -657,18 +608,5 @@ mod tests {
             };
             assert_eq!(windows.days(), [14, 60], "{args:?}");
         }
-    }
-
-    #[test]
-    fn durations_and_cutoffs_parse() {
-        assert_eq!(parse_duration("90d"), Ok(90 * DAY_MS));
-        assert_eq!(parse_duration("13w"), Ok(91 * DAY_MS));
-        assert_eq!(parse_duration("12"), Ok(12 * DAY_MS));
-        assert!(parse_duration("3x").is_err() && parse_duration("-2d").is_err());
-        assert_eq!(
-            parse_cutoff_at("1970-01-02@2w", DAY_MS),
-            Ok((DAY_MS, 14 * DAY_MS))
-        );
-        assert_eq!(parse_cutoff_at("1970-01-02", DAY_MS), Ok((DAY_MS, DAY_MS)));
     }
 }

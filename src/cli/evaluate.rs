@@ -1,0 +1,113 @@
+//! `churnguard evaluate`: scores a model at cutoffs of a JSONL file of events and prints the
+//! metrics as a table or JSON, optionally with plots.
+
+use anyhow::{bail, Context, Result};
+use churnguard::time::rfc3339;
+use churnguard::model::evaluate::{evaluate_rows, table, Evaluation};
+use churnguard::model::{plots, train, Model};
+use churnguard::time::{parse_cutoff_at, parse_duration};
+use churnguard::{replay, Millis, DAY_MS};
+
+use super::args::EvaluateArgs;
+
+/// Evaluates `--model` at every `--cutoff` and reports.
+pub fn run(args: &EvaluateArgs) -> Result<()> {
+    let msg = anyhow::Error::msg;
+    let model =
+        Model::load_for(&args.model, args.window.windows).context("cannot load the model")?;
+    let loaded = replay::load_events(&args.events, i64::MAX / 4, 0)?;
+    let training = &model.artifact().training;
+    let days_of = |v: &serde_json::Value| v.as_f64().map(|d| (d * DAY_MS as f64).round() as i64);
+    let horizon = match &args.horizon {
+        Some(h) => parse_duration(h).map_err(msg)?,
+        None => days_of(&training["validation_horizon_days"])
+            .or_else(|| days_of(&training["horizon_days"]))
+            .unwrap_or(90 * DAY_MS),
+    };
+    let active_within = match &args.active_within {
+        Some(a) => Some(parse_duration(a).map_err(msg)?),
+        None => days_of(&training["active_within_days"]),
+    };
+    let points = args
+        .cutoff
+        .iter()
+        .map(|c| parse_cutoff_at(c, horizon))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(msg)?;
+    let end = loaded.events.last().map_or(0, |e| train::data_end(e.ts));
+    for &(c, h) in &points {
+        if c + h > end {
+            bail!(
+                "cutoff {} plus its {}-day horizon ends after the data ({}): labels unknown",
+                rfc3339(c),
+                h / DAY_MS,
+                rfc3339(end)
+            );
+        }
+    }
+    let specs: Vec<train::SnapshotSpec> = points
+        .iter()
+        .map(|&(cutoff, horizon)| train::SnapshotSpec {
+            cutoff,
+            horizon,
+            active_within: active_within.unwrap_or(horizon),
+        })
+        .collect();
+    let rows = train::snapshots_for(&loaded.events, &specs, true, args.window.windows);
+    let mut evals = Vec::new();
+    for &(c, h) in &points {
+        let rs: Vec<&train::Row> = rows
+            .iter()
+            .filter(|r| r.cutoff == c && r.horizon == h)
+            .collect();
+        let (e, scored) = evaluate_rows(&model, &rs, c, h, &args.top_k);
+        if let Some(dir) = &args.plots {
+            let day = plot_name(&e, &points, c, h);
+            let files = plots::write_all(dir, &day, &scored, e.roc_auc).map_err(msg)?;
+            eprintln!("wrote {} plots to {}", files.len(), dir.display());
+        }
+        evals.push(e);
+    }
+    report(args, &model, &evals)
+}
+
+/// The plots' file-name stem: the cutoff's day, plus the horizon when a day has several.
+fn plot_name(
+    e: &Evaluation,
+    points: &[(Millis, Millis)],
+    cutoff: Millis,
+    horizon: Millis,
+) -> String {
+    let day = e.cutoff.get(..10).unwrap_or(&e.cutoff);
+    if points.iter().filter(|p| p.0 == cutoff).count() > 1 {
+        format!("{day}-{}d", horizon / DAY_MS)
+    } else {
+        day.to_string()
+    }
+}
+
+/// Prints the evaluations as JSON (`--json`) or as a table.
+fn report(args: &EvaluateArgs, model: &Model, evals: &[Evaluation]) -> Result<()> {
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "model": args.model.display().to_string(),
+                "model_version": model.version(),
+                "kind": model.artifact().kind,
+                "events": args.events.display().to_string(),
+                "evaluations": evals,
+            }))?
+        );
+    } else {
+        println!(
+            "model {} ({}, {}) on {}\n",
+            args.model.display(),
+            model.artifact().kind,
+            model.version(),
+            args.events.display()
+        );
+        print!("{}", table(evals));
+    }
+    Ok(())
+}

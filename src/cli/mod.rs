@@ -1,0 +1,63 @@
+//! The binary's side of the crate: flags and environment variables (clap) in [`args`], turned
+//! into the plain configuration types of the library, one module per command.
+//!
+//! Keeping clap here means the library compiles and is used (by tests, benches, examples)
+//! without a command-line parser, and each command reads as "flags → configuration → library
+//! call → report". Errors end here as `anyhow` reports with context.
+
+pub mod args;
+pub mod demo;
+pub mod evaluate;
+pub mod loadgen;
+pub mod replay;
+pub mod run;
+pub mod synth;
+pub mod train;
+
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use args::LogFormat;
+
+/// Logs to stderr (stdout carries command output such as alerts and reports), filtered by
+/// `RUST_LOG` with librdkafka's chatter reduced to warnings by default.
+pub fn init_logging(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// A channel that turns true on SIGTERM or SIGINT.
+pub fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        let _ = tx.send(true);
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => tracing::info!("SIGINT: shutting down"),
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        let _ = tx.send(true);
+    });
+    rx
+}
