@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
@@ -134,11 +133,15 @@ pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         server.addr
     );
 
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("linger.ms", "20")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()?;
+    let producer: BaseProducer = kafka::client::config(
+        &brokers,
+        &[
+            ("linger.ms", "20"),
+            ("queue.buffering.max.messages", "1000000"),
+        ],
+        &[],
+    )
+    .create()?;
     // Malformed messages spread evenly through the history: the DLQ path runs under load.
     let every = (payloads.len() / (bad.len() + 1)).max(1);
     let mut bad_iter = bad.iter();
@@ -286,13 +289,12 @@ fn produce(producer: &BaseProducer, key: &str, payload: &[u8]) {
 
 /// Prints the first `full` alerts as JSON and counts the rest.
 async fn print_alerts(brokers: String, full: usize, mut shutdown: watch::Receiver<bool>) {
-    let consumer: StreamConsumer = match ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", "churnguard-demo-printer")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.queue.backoff.ms", "100")
-        .create()
-    {
+    let settings = [
+        ("group.id", "churnguard-demo-printer"),
+        ("auto.offset.reset", "earliest"),
+        ("fetch.queue.backoff.ms", "100"),
+    ];
+    let consumer: StreamConsumer = match kafka::client::config(&brokers, &settings, &[]).create() {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "alert printer unavailable");

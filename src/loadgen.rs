@@ -655,20 +655,17 @@ impl ProducerContext for Counting {
 /// The producer settings: tuned for throughput (large batches, 20 ms linger, lz4), then the
 /// caller's overrides.
 pub fn producer_config(brokers: &str, extra: &[(String, String)]) -> ClientConfig {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "1000000")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .set("compression.type", "lz4")
-        .set("acks", "all")
-        .set("message.timeout.ms", "120000");
-    for (k, v) in extra {
-        cfg.set(k, v);
-    }
-    cfg
+    let defaults = [
+        ("linger.ms", "20"),
+        ("batch.num.messages", "10000"),
+        ("batch.size", "1000000"),
+        ("queue.buffering.max.messages", "1000000"),
+        ("queue.buffering.max.kbytes", "1048576"),
+        ("compression.type", "lz4"),
+        ("acks", "all"),
+        ("message.timeout.ms", "120000"),
+    ];
+    crate::kafka::client::config(brokers, &defaults, extra)
 }
 
 fn wall_ms() -> Millis {

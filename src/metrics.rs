@@ -25,6 +25,8 @@ pub struct Metrics {
     pub events_consumed: IntCounterVec,
     pub events_rejected: IntCounterVec,
     pub dlq_published: IntCounter,
+    /// Refused messages too large to dead-letter whole, sent as a prefix with size and hash.
+    pub dlq_truncated: IntCounter,
     pub alerts_published: IntCounterVec,
     pub alerts_suppressed: IntCounterVec,
     pub winback_outcomes: IntCounterVec,
@@ -145,6 +147,10 @@ impl Metrics {
                 &["reason"],
             ),
             dlq_published: counter("churnguard_dlq_published_total", "Messages handed to the dead-letter topic producer."),
+            dlq_truncated: counter(
+                "churnguard_dlq_truncated_total",
+                "Refused messages whose copy exceeded the producer's message.max.bytes, dead-lettered as a prefix with their size and SHA-256 (reason too_large).",
+            ),
             alerts_published: counter_vec(
                 "churnguard_alerts_published_total",
                 "Win-back alerts handed to the producer, by what triggered the scoring, risk band, value tier, recommended action and experiment arm (control alerts included: they measure the uplift).",
@@ -279,11 +285,11 @@ impl Metrics {
             ),
             registry,
         };
-        for r in ["applied", "deleted", "ignored", "corrupt"] {
-            m.restore_records.with_label_values(&[r]);
+        for r in RestoreRecord::ALL {
+            m.restore_records.with_label_values(&[r.as_str()]);
         }
-        for k in ["upsert", "delete"] {
-            m.changelog_records.with_label_values(&[k]);
+        for k in ChangelogWrite::ALL {
+            m.changelog_records.with_label_values(&[k.as_str()]);
         }
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -298,11 +304,11 @@ impl Metrics {
             m.scores.with_label_values(&[t.as_str()]);
         }
         m.register_policy(&Policy::default_embedded());
-        for r in ["already_alerted", "opted_out"]
+        for r in [Suppression::AlreadyAlerted, Suppression::OptedOut]
             .into_iter()
-            .chain(SuppressReason::ALL.iter().map(|r| r.as_str()))
+            .chain(SuppressReason::ALL.iter().map(|r| Suppression::Policy(*r)))
         {
-            m.alerts_suppressed.with_label_values(&[r]);
+            m.alerts_suppressed.with_label_values(&[r.as_str()]);
         }
         for arm in ExperimentArm::ALL {
             for o in [Outcome::WonBack, Outcome::NotReturned] {
@@ -310,11 +316,11 @@ impl Metrics {
                     .with_label_values(&[arm.as_str(), o.as_str()]);
             }
         }
-        for d in ["alert", "dlq", "outcome", "changelog"] {
-            m.producer_delivery_errors.with_label_values(&[d]);
+        for d in Destination::ALL {
+            m.producer_delivery_errors.with_label_values(&[d.as_str()]);
         }
-        for r in ["ok", "error", "skipped"] {
-            m.commits.with_label_values(&[r]);
+        for r in CommitResult::ALL {
+            m.commits.with_label_values(&[r.as_str()]);
         }
         for r in ["ok", "error"] {
             m.model_reloads.with_label_values(&[r]);
@@ -384,6 +390,121 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// Where a produced message was going (`producer_delivery_errors` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    Alert,
+    DeadLetter,
+    Outcome,
+    Changelog,
+}
+
+impl Destination {
+    pub const ALL: [Destination; 4] = [
+        Destination::Alert,
+        Destination::DeadLetter,
+        Destination::Outcome,
+        Destination::Changelog,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Destination::Alert => "alert",
+            Destination::DeadLetter => "dlq",
+            Destination::Outcome => "outcome",
+            Destination::Changelog => "changelog",
+        }
+    }
+}
+
+/// What became of an offset commit (`offset_commits` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitResult {
+    /// Offsets handed to the group coordinator.
+    Ok,
+    /// The commit call failed; the next checkpoint retries.
+    Error,
+    /// Not attempted: something the offsets would cover is not (known to be) delivered.
+    Skipped,
+}
+
+impl CommitResult {
+    pub const ALL: [CommitResult; 3] =
+        [CommitResult::Ok, CommitResult::Error, CommitResult::Skipped];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommitResult::Ok => "ok",
+            CommitResult::Error => "error",
+            CommitResult::Skipped => "skipped",
+        }
+    }
+}
+
+/// A changelog record written at a checkpoint (`changelog_records` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangelogWrite {
+    Upsert,
+    Delete,
+}
+
+impl ChangelogWrite {
+    pub const ALL: [ChangelogWrite; 2] = [ChangelogWrite::Upsert, ChangelogWrite::Delete];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangelogWrite::Upsert => "upsert",
+            ChangelogWrite::Delete => "delete",
+        }
+    }
+}
+
+/// What became of a changelog record read by a restore (`restore_records` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreRecord {
+    Applied,
+    Deleted,
+    /// Past the committed input offset: its events are consumed again.
+    Ignored,
+    Corrupt,
+}
+
+impl RestoreRecord {
+    pub const ALL: [RestoreRecord; 4] = [
+        RestoreRecord::Applied,
+        RestoreRecord::Deleted,
+        RestoreRecord::Ignored,
+        RestoreRecord::Corrupt,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreRecord::Applied => "applied",
+            RestoreRecord::Deleted => "deleted",
+            RestoreRecord::Ignored => "ignored",
+            RestoreRecord::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// Why a score above the threshold raised no alert (`alerts_suppressed` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suppression {
+    AlreadyAlerted,
+    OptedOut,
+    Policy(SuppressReason),
+}
+
+impl Suppression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Suppression::AlreadyAlerted => "already_alerted",
+            Suppression::OptedOut => "opted_out",
+            Suppression::Policy(reason) => reason.as_str(),
+        }
     }
 }
 

@@ -319,15 +319,18 @@ fn measure_restore_of_a_million_users() {
                 let (bootstrap, topic, metrics) = (&bootstrap, &topic, &metrics);
                 scope.spawn(move || {
                     let mut target = Engine::new(EngineConfig::default(), None);
-                    let report = churnguard::kafka::state::restore_partition(
-                        bootstrap,
-                        &[],
+                    let source = churnguard::kafka::restore::ChangelogPartition {
+                        brokers: bootstrap,
+                        kafka_options: &[],
                         topic,
-                        p,
-                        i64::MAX,
+                        partition: p,
+                        committed: i64::MAX,
+                        stall_timeout: Duration::from_secs(30),
+                    };
+                    let report = churnguard::kafka::restore::restore_partition(
+                        &source,
                         &mut target,
                         metrics,
-                        Duration::from_secs(30),
                     )
                     .unwrap();
                     util::log(format!("partition {p}: {report:?}"));

@@ -208,43 +208,77 @@ impl Engine {
     /// Hands every change since the last call to `emit` (removals first, then the latest record
     /// of each changed user) and forgets them. Returns how many were emitted.
     pub fn take_changes(&mut self, mut emit: impl FnMut(Change<'_>)) -> usize {
-        let Some(mut set) = self.changes.take() else {
-            return 0;
-        };
-        let mut emitted = 0;
-        for user_id in set.removed.drain(..) {
-            emit(Change::Delete { user_id: &user_id });
-            emitted += 1;
+        let written = self.write_changes(|change| {
+            emit(change);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        match written {
+            Ok(n) => n,
+            Err(never) => match never {},
         }
+    }
+
+    /// Like [`Engine::take_changes`], for a `write` that can fail: a change is forgotten only
+    /// once `write` took it. When `write` fails, the change it refused and every change not
+    /// handed over yet stay pending for the next call, so a failed write never loses a change
+    /// (the caller must not commit past them). Returns how many were written.
+    pub fn write_changes<E>(
+        &mut self,
+        mut write: impl FnMut(Change<'_>) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let Some(mut set) = self.changes.take() else {
+            return Ok(0);
+        };
+        let result = self.write_set(&mut set, &mut write);
+        self.changes = Some(set);
+        result
+    }
+
+    fn write_set<E>(
+        &self,
+        set: &mut ChangeSet,
+        write: &mut impl FnMut(Change<'_>) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let mut written = 0;
+        for i in 0..set.removed.len() {
+            if let Err(e) = write(Change::Delete {
+                user_id: &set.removed[i],
+            }) {
+                set.removed.drain(..i);
+                return Err(e);
+            }
+            written += 1;
+        }
+        set.removed.clear();
         let mut record = Vec::with_capacity(256);
-        for (word_idx, word) in set.bits.iter_mut().enumerate() {
-            let mut w = std::mem::take(word);
+        for word_idx in 0..set.bits.len() {
+            let mut w = set.bits[word_idx];
             while w != 0 {
-                let idx = word_idx * 64 + w.trailing_zeros() as usize;
+                let bit = w.trailing_zeros();
                 w &= w - 1;
+                let idx = word_idx * 64 + bit as usize;
                 // A slot freed since it was marked has its removal above; a reused one is the
                 // new user's, who is changed anyway.
-                let Some(slot) = self.slots.get(idx).and_then(Option::as_ref) else {
-                    continue;
-                };
-                record.clear();
-                encode_record(
-                    &slot.state,
-                    self.config.windows.kept_days(),
-                    slot.deadline,
-                    self.outcomes.get(&(idx as u32)),
-                    &mut record,
-                );
-                emit(Change::Upsert {
-                    user_id: &slot.user_id,
-                    record: &record,
-                });
-                emitted += 1;
+                if let Some(slot) = self.slots.get(idx).and_then(Option::as_ref) {
+                    record.clear();
+                    encode_record(
+                        &slot.state,
+                        self.config.windows.kept_days(),
+                        slot.deadline,
+                        self.outcomes.get(&(idx as u32)),
+                        &mut record,
+                    );
+                    write(Change::Upsert {
+                        user_id: &slot.user_id,
+                        record: &record,
+                    })?;
+                    written += 1;
+                }
+                set.bits[word_idx] &= !(1u64 << bit);
+                set.marked -= 1;
             }
         }
-        set.marked = 0;
-        self.changes = Some(set);
-        emitted
+        Ok(written)
     }
 
     /// Sets a user's state from a changelog record (replacing what the engine holds), and
@@ -372,6 +406,31 @@ mod tests {
         out.into_iter()
             .filter_map(|s| s.alert.map(|a| (a.user_id, a.alert_id, s.decision)))
             .collect()
+    }
+
+    /// A write that fails keeps the change it refused and every later one pending: the next
+    /// call hands them over again, and nothing is lost or handed over twice.
+    #[test]
+    fn a_failed_write_keeps_the_refused_and_the_remaining_changes() {
+        let mut e = tracked();
+        for (i, user) in ["a", "b", "c", "d"].iter().enumerate() {
+            e.apply(&ev(user, 1.0 + i as f64, EventKind::Login))
+                .unwrap();
+        }
+        let mut first = Vec::new();
+        let failed = e.write_changes(|c| match c {
+            Change::Upsert { user_id: "c", .. } => Err("refused"),
+            Change::Upsert { user_id, .. } | Change::Delete { user_id } => {
+                first.push(user_id.to_string());
+                Ok(())
+            }
+        });
+        assert_eq!(failed, Err("refused"));
+        assert_eq!(first, ["a", "b"]);
+        assert_eq!(e.changes_pending(), 2, "c and d are still pending");
+        let rest: Vec<String> = records(&mut e).into_iter().map(|(u, _)| u).collect();
+        assert_eq!(rest, ["c", "d"]);
+        assert_eq!(e.changes_pending(), 0);
     }
 
     /// A record kept under shorter windows would undercount longer ones: refused, naming both.

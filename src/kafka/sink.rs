@@ -13,35 +13,35 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
+use sha2::{Digest, Sha256};
 
+use super::client;
+use super::telemetry::{self, Emit};
 use crate::alert::{OutcomeEvent, WinbackAlert};
 use crate::event::Rejection;
-use crate::metrics::Metrics;
+use crate::metrics::{Destination, Metrics};
 use crate::policy::ExperimentArm;
 
-/// Where a produced message was going (delivery opaque, metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(usize)]
-pub enum Destination {
-    Alert = 0,
-    DeadLetter = 1,
-    Outcome = 2,
-    Changelog = 3,
+/// The delivery opaque of a message: `(epoch slot << 2) | destination`.
+fn destination_bits(destination: Destination) -> usize {
+    match destination {
+        Destination::Alert => 0,
+        Destination::DeadLetter => 1,
+        Destination::Outcome => 2,
+        Destination::Changelog => 3,
+    }
 }
 
-impl Destination {
-    fn label(self) -> &'static str {
-        match self {
-            Destination::Alert => "alert",
-            Destination::DeadLetter => "dlq",
-            Destination::Outcome => "outcome",
-            Destination::Changelog => "changelog",
-        }
+fn destination_of(opaque: usize) -> Destination {
+    match opaque & 3 {
+        1 => Destination::DeadLetter,
+        2 => Destination::Outcome,
+        3 => Destination::Changelog,
+        _ => Destination::Alert,
     }
 }
 
@@ -70,21 +70,13 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        // The opaque is `(epoch slot << 2) | destination`.
         if let Err((err, _)) = result {
-            let dest = match opaque & 3 {
-                o if o == Destination::DeadLetter as usize => Destination::DeadLetter,
-                o if o == Destination::Outcome as usize => Destination::Outcome,
-                o if o == Destination::Changelog as usize => Destination::Changelog,
-                _ => Destination::Alert,
-            };
             self.shared.failures.fetch_add(1, Ordering::AcqRel);
-            self.shared
-                .metrics
-                .producer_delivery_errors
-                .with_label_values(&[dest.label()])
-                .inc();
-            tracing::error!(error = %err, destination = dest.label(), "message delivery failed");
+            telemetry::DeliveryFailed {
+                destination: destination_of(opaque),
+                error: err,
+            }
+            .emit(&self.shared.metrics);
         }
         // Only after the failure is counted: a checkpoint that sees its epoch delivered must
         // also see the failure, or it would commit past a lost message.
@@ -99,12 +91,70 @@ pub enum SinkError {
     Create(KafkaError),
     #[error("cannot enqueue message for {topic}: {source}")]
     Enqueue { topic: String, source: KafkaError },
+    #[error(
+        "the state changelog record of user {user_id:?} on {topic} is larger than the producer's \
+         message.max.bytes ({bytes} bytes with its key): raise message.max.bytes (--kafka-option) \
+         and the topic's max.message.bytes, or bound the length of user ids"
+    )]
+    ChangelogRecordTooLarge {
+        topic: String,
+        /// The first characters of the id (the whole one may be huge).
+        user_id: String,
+        bytes: usize,
+    },
     #[error("cannot encode alert: {0}")]
     Encode(#[from] serde_json::Error),
     /// The producer queue stayed full (the broker is not acknowledging) and shutdown was
     /// requested: waiting on would keep the process from ever exiting.
     #[error("shutdown requested while the producer queue was full; nothing past the last checkpoint is committed")]
     ShuttingDown,
+}
+
+/// Payload bytes kept of a refused message too large to dead-letter whole.
+pub const DLQ_TRUNCATED_BYTES: usize = 1024;
+
+/// Key bytes kept of such a message.
+const DLQ_TRUNCATED_KEY_BYTES: usize = 256;
+
+/// The DLQ reason of a refused message dead-lettered truncated.
+pub const DLQ_TOO_LARGE: &str = "too_large";
+
+/// How a refused message went to the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetter {
+    Whole,
+    /// Too large to copy whole: a prefix went, with the original's size and hash.
+    Truncated {
+        original_size: usize,
+        sha256: String,
+    },
+}
+
+/// What goes to the dead-letter topic besides the source position headers.
+struct DlqCopy<'a> {
+    payload: &'a [u8],
+    key: Option<&'a [u8]>,
+    headers: Vec<(&'static str, String)>,
+}
+
+/// Whether the producer refused a message as larger than its `message.max.bytes`.
+fn is_too_large(e: &SinkError) -> bool {
+    matches!(
+        e,
+        SinkError::Enqueue {
+            source: KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+            ..
+        }
+    )
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Header of a changelog tombstone: the input position it reflects, i.e. the next input offset
@@ -166,19 +216,17 @@ impl Sink {
             outstanding: std::array::from_fn(|_| AtomicI64::new(0)),
         });
         let producer = |linger_ms: &str| {
-            let mut cfg = ClientConfig::new();
-            cfg.set("bootstrap.servers", brokers)
-                .set("enable.idempotence", "true")
-                .set("message.timeout.ms", "0")
-                .set("linger.ms", linger_ms)
-                .set("queue.buffering.max.messages", "200000");
-            for (k, v) in extra {
-                cfg.set(k, v);
-            }
-            cfg.create_with_context(DeliveryContext {
-                shared: Arc::clone(&counters),
-            })
-            .map_err(SinkError::Create)
+            let defaults = [
+                ("enable.idempotence", "true"),
+                ("message.timeout.ms", "0"),
+                ("linger.ms", linger_ms),
+                ("queue.buffering.max.messages", "200000"),
+            ];
+            client::config(brokers, &defaults, extra)
+                .create_with_context(DeliveryContext {
+                    shared: Arc::clone(&counters),
+                })
+                .map_err(SinkError::Create)
         };
         Ok(Sink {
             prompt: producer("5")?,
@@ -252,7 +300,7 @@ impl Sink {
                 key: "churnguard.alert_id",
                 value: Some(alert_id.as_bytes()),
             });
-        let record = BaseRecord::with_opaque_to(topic, destination as usize)
+        let record = BaseRecord::with_opaque_to(topic, destination_bits(destination))
             .key(user_id.as_bytes())
             .payload(payload)
             .headers(headers);
@@ -260,40 +308,81 @@ impl Sink {
     }
 
     /// Enqueues refused input: original bytes and key, reason and source position in headers.
+    ///
+    /// A copy the producer refuses as larger than its `message.max.bytes` is dead-lettered
+    /// truncated instead ([`DeadLetter::Truncated`]): the first [`DLQ_TRUNCATED_BYTES`] bytes,
+    /// reason `too_large`, and the original's size and SHA-256 in headers (the original stays in
+    /// the input topic at its source offset). A refused message must never stop the consumer.
     pub fn dead_letter(
         &self,
         payload: &[u8],
         source: &SourceRef<'_>,
         rejection: &Rejection,
-    ) -> Result<(), SinkError> {
+    ) -> Result<DeadLetter, SinkError> {
+        let whole = DlqCopy {
+            payload,
+            key: source.key,
+            headers: vec![
+                ("churnguard.reason", rejection.reason.as_str().into()),
+                ("churnguard.detail", rejection.detail.clone()),
+            ],
+        };
+        match self.send_dead_letter(whole, source) {
+            Err(e) if is_too_large(&e) => {}
+            other => return other.map(|()| DeadLetter::Whole),
+        }
+        let digest: String = Sha256::digest(payload)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let truncated = DlqCopy {
+            payload: &payload[..payload.len().min(DLQ_TRUNCATED_BYTES)],
+            key: source
+                .key
+                .map(|k| &k[..k.len().min(DLQ_TRUNCATED_KEY_BYTES)]),
+            headers: vec![
+                ("churnguard.reason", DLQ_TOO_LARGE.into()),
+                (
+                    "churnguard.refused_reason",
+                    rejection.reason.as_str().into(),
+                ),
+                ("churnguard.detail", prefix(&rejection.detail, 512).into()),
+                ("churnguard.original_size", payload.len().to_string()),
+                ("churnguard.original_sha256", digest.clone()),
+            ],
+        };
+        self.send_dead_letter(truncated, source)?;
+        Ok(DeadLetter::Truncated {
+            original_size: payload.len(),
+            sha256: digest,
+        })
+    }
+
+    fn send_dead_letter(&self, copy: DlqCopy<'_>, source: &SourceRef<'_>) -> Result<(), SinkError> {
         let partition = source.partition.to_string();
         let offset = source.offset.to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "churnguard.reason",
-                value: Some(rejection.reason.as_str().as_bytes()),
-            })
-            .insert(Header {
-                key: "churnguard.detail",
-                value: Some(rejection.detail.as_bytes()),
-            })
-            .insert(Header {
-                key: "churnguard.source_topic",
-                value: Some(source.topic.as_bytes()),
-            })
-            .insert(Header {
-                key: "churnguard.source_partition",
-                value: Some(partition.as_bytes()),
-            })
-            .insert(Header {
-                key: "churnguard.source_offset",
-                value: Some(offset.as_bytes()),
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in &copy.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
             });
+        }
+        for (key, value) in [
+            ("churnguard.source_topic", source.topic),
+            ("churnguard.source_partition", &partition),
+            ("churnguard.source_offset", &offset),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        }
         let mut record =
-            BaseRecord::with_opaque_to(&self.topics.dlq, Destination::DeadLetter as usize)
-                .payload(payload)
+            BaseRecord::with_opaque_to(&self.topics.dlq, destination_bits(Destination::DeadLetter))
+                .payload(copy.payload)
                 .headers(headers);
-        if let Some(k) = source.key {
+        if let Some(k) = copy.key {
             record = record.key(k);
         }
         self.send(record)
@@ -314,10 +403,11 @@ impl Sink {
         record: Option<&[u8]>,
         input_position: i64,
     ) -> Result<(), SinkError> {
-        let r = BaseRecord::with_opaque_to(topic, Destination::Changelog as usize)
+        let r = BaseRecord::with_opaque_to(topic, destination_bits(Destination::Changelog))
             .partition(partition)
             .key(user_id.as_bytes());
-        match record {
+        let value_len = record.map_or(0, |b| 9 + b.len());
+        let sent = match record {
             Some(bytes) => {
                 let mut value = Vec::with_capacity(9 + bytes.len());
                 value.push(CHANGELOG_VALUE_FORMAT);
@@ -333,17 +423,23 @@ impl Sink {
                 });
                 self.send(r.headers(headers))
             }
+        };
+        match sent {
+            Err(e) if is_too_large(&e) => Err(SinkError::ChangelogRecordTooLarge {
+                topic: topic.to_string(),
+                user_id: user_id.chars().take(64).collect(),
+                bytes: user_id.len() + value_len,
+            }),
+            other => other,
         }
     }
 
     /// Enqueues, waiting while librdkafka's queue is full (backpressure instead of unbounded
     /// memory).
     fn send(&self, mut record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), SinkError> {
-        let producer = match record.delivery_opaque & 3 {
-            o if o == Destination::Alert as usize || o == Destination::Outcome as usize => {
-                &self.prompt
-            }
-            _ => &self.bulk,
+        let producer = match destination_of(record.delivery_opaque) {
+            Destination::Alert | Destination::Outcome => &self.prompt,
+            Destination::DeadLetter | Destination::Changelog => &self.bulk,
         };
         // Only the pipeline task enqueues, so the epoch cannot close between these two lines.
         let slot = (self.epoch.load(Ordering::Acquire) % EPOCH_RING) as usize;

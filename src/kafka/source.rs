@@ -1,26 +1,22 @@
 //! The inbound side: a consumer-group member with manual offset management.
 //!
-//! Offsets are stored (`enable.auto.offset.store=false`) only after a message's effects are
-//! handed to the producer, and committed (`enable.auto.commit=false`) only after the producer
-//! has flushed, by the pipeline's checkpoint or by the rebalance callback below before
-//! partitions are given away (after writing the state changelog, see [`super::state`]).
+//! Offsets are never committed automatically (`enable.auto.commit=false`): the checkpoint
+//! ([`super::checkpoint`]) commits them once the effects of the input they cover are
+//! acknowledged, periodically from the pipeline and from the rebalance callback below before
+//! partitions are given away.
 //! librdkafka statistics are kept for lag and caught-up detection.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 
-use super::sink::Sink;
-use super::state::Partitions;
-use crate::metrics::Metrics;
+use super::checkpoint::{Checkpoint, CheckpointOutcome, Mode};
+use super::client;
 
 /// What librdkafka last reported about one input partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,14 +29,15 @@ pub struct PartitionStats {
     pub committed_offset: i64,
 }
 
+/// librdkafka's last statistics per input partition.
+pub type StatsByPartition = Arc<Mutex<HashMap<i32, PartitionStats>>>;
+
 /// Consumer callbacks: checkpoint before revocation, keep statistics.
 pub struct SourceContext {
-    sink: Sink,
-    partitions: Arc<Mutex<Partitions>>,
-    metrics: Arc<Metrics>,
+    checkpoint: Arc<Checkpoint>,
     input_topic: String,
     flush_timeout: Duration,
-    stats: Arc<Mutex<HashMap<i32, PartitionStats>>>,
+    stats: StatsByPartition,
 }
 
 impl ClientContext for SourceContext {
@@ -79,49 +76,32 @@ impl ConsumerContext for SourceContext {
             .filter(|e| e.topic() == self.input_topic)
             .map(|e| e.partition())
             .collect();
-        let mut partitions = super::lock(&self.partitions);
         if consumer.assignment_lost() {
             // Another member may already own them and have moved on: a changelog record or a
             // commit from here would overwrite newer state. Drop the state; the new owner
             // restores from the last checkpoint.
             tracing::warn!(partitions = ?revoked, "partitions lost (session timed out); state dropped without checkpoint");
-            partitions.retire(&revoked);
+            self.checkpoint.forget(&revoked);
             return;
         }
         // A full checkpoint, as the periodic one: every partition's changes, flush, commit (a
         // commit covers every partition, so every partition's changelog must be written first).
-        let written = partitions.write_changes(&self.sink, &self.metrics);
-        // A delivery that failed (now or earlier) must never be committed past: its events are
-        // consumed again by whoever owns the partition next.
-        let delivered = written
-            .map_err(|e| e.to_string())
-            .and_then(|_| {
-                self.sink
-                    .flush(self.flush_timeout)
-                    .map_err(|e| format!("producer flush: {e}"))
-            })
-            .and_then(|()| match self.sink.failures() {
-                0 => Ok(()),
-                n => Err(format!("{n} message(s) failed delivery")),
-            });
-        match delivered {
-            Ok(()) => match consumer.commit_consumer_state(CommitMode::Sync) {
-                Ok(())
-                | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {
-                    self.metrics.commits.with_label_values(&["ok"]).inc();
-                    tracing::info!(partitions = ?revoked, "checkpointed before revocation")
-                }
-                Err(e) => {
-                    self.metrics.commits.with_label_values(&["error"]).inc();
-                    tracing::warn!(error = %e, "commit before revocation failed")
-                }
-            },
+        let mode = Mode::Blocking {
+            timeout: self.flush_timeout,
+        };
+        match self.checkpoint.run(consumer, mode) {
+            Ok(CheckpointOutcome::Committed | CheckpointOutcome::NothingToCommit) => {
+                tracing::info!(partitions = ?revoked, "checkpointed before revocation")
+            }
+            Ok(CheckpointOutcome::Skipped { reason }) => {
+                tracing::warn!(partitions = ?revoked, reason = reason.as_str(), "checkpoint before revocation committed nothing")
+            }
+            Ok(CheckpointOutcome::Deferred) => {}
             Err(e) => {
-                self.metrics.commits.with_label_values(&["skipped"]).inc();
                 tracing::warn!(error = %e, "checkpoint before revocation failed; not committing")
             }
         }
-        partitions.retire(&revoked);
+        self.checkpoint.forget(&revoked);
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -141,46 +121,38 @@ impl ConsumerContext for SourceContext {
 pub type Source = StreamConsumer<SourceContext>;
 
 /// Creates the consumer (not yet subscribed) and the shared statistics map.
-#[allow(clippy::type_complexity)]
 pub fn create(
     pipeline: &super::PipelineConfig,
-    sink: Sink,
-    partitions: Arc<Mutex<Partitions>>,
-    metrics: Arc<Metrics>,
-) -> Result<(Source, Arc<Mutex<HashMap<i32, PartitionStats>>>), KafkaError> {
+    checkpoint: Arc<Checkpoint>,
+) -> Result<(Source, StatsByPartition), KafkaError> {
     let stats = Arc::new(Mutex::new(HashMap::new()));
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &pipeline.brokers)
-        .set("group.id", &pipeline.group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set(
-            "session.timeout.ms",
-            pipeline.session_timeout_ms.to_string(),
-        )
-        .set("statistics.interval.ms", "1000")
-        .set("fetch.wait.max.ms", pipeline.fetch_wait_ms.to_string())
+    let session_timeout = pipeline.session_timeout_ms.to_string();
+    let fetch_wait = pipeline.fetch_wait_ms.to_string();
+    let defaults = [
+        ("group.id", pipeline.group.as_str()),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("auto.offset.reset", "earliest"),
+        ("session.timeout.ms", &session_timeout),
+        ("statistics.interval.ms", "1000"),
+        ("fetch.wait.max.ms", &fetch_wait),
         // The default 1000 ms backoff throttles a caught-up consumer's fetches; 100 ms keeps
         // latency low without busy polling.
-        .set("fetch.queue.backoff.ms", "100")
+        ("fetch.queue.backoff.ms", "100"),
         // Bounded prefetch: a burst does not grow memory without limit.
-        .set("queued.max.messages.kbytes", "65536")
+        ("queued.max.messages.kbytes", "65536"),
         // Incremental rebalancing: a member joining or leaving moves only the partitions that
         // change owner, so only their state is restored (eager rebalancing would revoke and
         // restore every partition of every member).
-        .set("partition.assignment.strategy", "cooperative-sticky");
-    for (k, v) in &pipeline.kafka_options {
-        cfg.set(k, v);
-    }
+        ("partition.assignment.strategy", "cooperative-sticky"),
+    ];
     let context = SourceContext {
-        sink,
-        partitions,
-        metrics,
+        checkpoint,
         input_topic: pipeline.input_topic.clone(),
         flush_timeout: Duration::from_secs(10),
         stats: Arc::clone(&stats),
     };
-    let consumer: Source = cfg.create_with_context(context)?;
+    let consumer: Source = client::config(&pipeline.brokers, &defaults, &pipeline.kafka_options)
+        .create_with_context(context)?;
     Ok((consumer, stats))
 }

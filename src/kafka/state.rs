@@ -12,17 +12,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
 
+use super::client;
 use super::sink::{Sink, SinkError, CHANGELOG_VALUE_FORMAT, INPUT_POSITION_HEADER};
+use super::telemetry::{self, Emit};
 use crate::engine::changelog::{Change, RecordError};
 use crate::engine::{Engine, EngineConfig, EngineCounters, Scored};
 use crate::features::{StageStats, StageTransitions};
@@ -85,6 +85,8 @@ pub struct Task {
     pub engine: Engine,
     /// Next input offset to apply (the position its changelog records are stamped with).
     pub position: i64,
+    /// The last position committed (or found committed when the partition was restored).
+    committed: i64,
 }
 
 /// The engines of the assigned partitions, plus the totals of those handed away (so exported
@@ -97,8 +99,6 @@ pub struct Partitions {
     changelog: Option<String>,
     retired: EngineCounters,
     retired_transitions: StageTransitions,
-    /// Partitions given away so far (see [`Partitions::generation`]).
-    generation: u64,
 }
 
 fn add_counters(into: &mut EngineCounters, c: EngineCounters) {
@@ -121,7 +121,6 @@ impl Partitions {
             changelog,
             retired: EngineCounters::default(),
             retired_transitions: StageTransitions::default(),
-            generation: 0,
         }
     }
 
@@ -142,6 +141,11 @@ impl Partitions {
         self.tasks.get_mut(&partition)
     }
 
+    /// Next input offset of `partition`, if its state is here.
+    pub fn position(&self, partition: i32) -> Option<i64> {
+        self.tasks.get(&partition).map(|t| t.position)
+    }
+
     pub fn contains(&self, partition: i32) -> bool {
         self.tasks.contains_key(&partition)
     }
@@ -151,22 +155,48 @@ impl Partitions {
         self.tasks.keys().copied().collect()
     }
 
-    /// Installs a partition's (restored) engine.
+    /// Installs a partition's (restored) engine; `position` is the committed offset it was
+    /// restored to.
     pub fn insert(&mut self, partition: i32, engine: Engine, position: i64) {
-        self.tasks.insert(partition, Task { engine, position });
+        self.tasks.insert(
+            partition,
+            Task {
+                engine,
+                position,
+                committed: position,
+            },
+        );
     }
 
-    /// Changes with every partition given away: a checkpoint taken before cannot be committed
-    /// any more (the revoke callback committed in its place).
-    pub fn generation(&self) -> u64 {
-        self.generation
+    /// Next input offset of every partition that moved since its last commit.
+    pub fn uncommitted_positions(&self) -> Vec<(i32, i64)> {
+        self.tasks
+            .iter()
+            .filter(|(_, t)| t.position > t.committed)
+            .map(|(&p, t)| (p, t.position))
+            .collect()
+    }
+
+    /// The entries of `offsets` whose partition is still here.
+    pub fn owned(&self, offsets: &[(i32, i64)]) -> Vec<(i32, i64)> {
+        offsets
+            .iter()
+            .copied()
+            .filter(|(p, _)| self.tasks.contains_key(p))
+            .collect()
+    }
+
+    /// Records that `offsets` were committed.
+    pub fn mark_committed(&mut self, offsets: &[(i32, i64)]) {
+        for &(p, offset) in offsets {
+            if let Some(task) = self.tasks.get_mut(&p) {
+                task.committed = task.committed.max(offset);
+            }
+        }
     }
 
     /// Drops the state of partitions given away, keeping their totals.
     pub fn retire(&mut self, partitions: &[i32]) {
-        if !partitions.is_empty() {
-            self.generation += 1;
-        }
         for p in partitions {
             if let Some(task) = self.tasks.remove(p) {
                 add_counters(&mut self.retired, task.engine.counters());
@@ -243,7 +273,9 @@ impl Partitions {
     }
 
     /// Enqueues the changelog records of every user changed since the last call, stamped with
-    /// their partition's position. The first step of a checkpoint (then flush, then commit).
+    /// their partition's position: the first step of a checkpoint (then flush, then commit).
+    /// A record the producer refuses stays pending with every change not yet enqueued (see
+    /// [`Engine::write_changes`]); the caller must not commit past it.
     pub fn write_changes(&mut self, sink: &Sink, metrics: &Metrics) -> Result<usize, SinkError> {
         let Some(topic) = self.changelog.as_deref() else {
             return Ok(0);
@@ -252,33 +284,26 @@ impl Partitions {
         let mut result = Ok(());
         for (&partition, task) in self.tasks.iter_mut() {
             let position = task.position;
-            task.engine.take_changes(|change| {
-                if result.is_err() {
-                    return;
-                }
-                result = match change {
+            result = task
+                .engine
+                .write_changes(|change| match change {
                     Change::Upsert { user_id, record } => {
+                        sink.changelog(topic, partition, user_id, Some(record), position)?;
                         upserts += 1;
-                        sink.changelog(topic, partition, user_id, Some(record), position)
+                        Ok(())
                     }
                     Change::Delete { user_id } => {
+                        sink.changelog(topic, partition, user_id, None, position)?;
                         deletes += 1;
-                        sink.changelog(topic, partition, user_id, None, position)
+                        Ok(())
                     }
-                };
-            });
+                })
+                .map(|_| ());
             if result.is_err() {
                 break;
             }
         }
-        metrics
-            .changelog_records
-            .with_label_values(&["upsert"])
-            .inc_by(upserts);
-        metrics
-            .changelog_records
-            .with_label_values(&["delete"])
-            .inc_by(deletes);
+        telemetry::ChangelogWritten { upserts, deletes }.emit(metrics);
         result.map(|()| (upserts + deletes) as usize)
     }
 }
@@ -292,11 +317,7 @@ pub async fn ensure_changelog(
     changelog: &str,
     timeout: Duration,
 ) -> Result<(), StateError> {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", brokers);
-    for (k, v) in kafka_options {
-        cfg.set(k, v);
-    }
+    let cfg = client::config(brokers, &[], kafka_options);
     let probe: BaseConsumer = cfg.create().map_err(|source| StateError::Metadata {
         topic: input.to_string(),
         source,
@@ -396,142 +417,4 @@ pub fn parse_changelog<M: Message>(msg: &M) -> Result<(&str, Option<&[u8]>, i64)
             Ok((user, None, position))
         }
     }
-}
-
-/// What a restore read.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RestoreReport {
-    pub applied: u64,
-    pub deleted: u64,
-    /// Past the committed input position: their events will be consumed again.
-    pub ignored: u64,
-    pub corrupt: u64,
-    pub seconds: f64,
-}
-
-/// Reads changelog partition `partition` from the beginning to its end into `engine`, applying
-/// only records that reflect input before `committed` (the group's committed offset of the
-/// input partition; negative = nothing committed, so nothing applies).
-#[allow(clippy::too_many_arguments)]
-pub fn restore_partition(
-    brokers: &str,
-    kafka_options: &[(String, String)],
-    topic: &str,
-    partition: i32,
-    committed: i64,
-    engine: &mut Engine,
-    metrics: &Metrics,
-    stall_timeout: Duration,
-) -> Result<RestoreReport, StateError> {
-    let started = Instant::now();
-    let err = |source| StateError::Restore {
-        topic: topic.to_string(),
-        partition,
-        source,
-    };
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", brokers)
-        // Assigned, never subscribed or committed: the group id is only required by librdkafka.
-        .set("group.id", "churnguard-restore")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("fetch.queue.backoff.ms", "10")
-        // Tansu answers a fetch with about one record batch and holds it for the full wait:
-        // short waits keep a restore from being paced by the broker's timer.
-        .set("fetch.wait.max.ms", "5")
-        .set("isolation.level", "read_uncommitted");
-    for (k, v) in kafka_options {
-        cfg.set(k, v);
-    }
-    let consumer: BaseConsumer = cfg.create().map_err(err)?;
-    let (low, high) = consumer
-        .fetch_watermarks(topic, partition, Duration::from_secs(10))
-        .map_err(err)?;
-    let mut report = RestoreReport::default();
-    if high <= low {
-        report.seconds = started.elapsed().as_secs_f64();
-        return Ok(report);
-    }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)
-        .map_err(err)?;
-    consumer.assign(&tpl).map_err(err)?;
-    let mut at = low;
-    let mut last_progress = Instant::now();
-    metrics.restore_remaining.add(high - low);
-    let mut reported = high - low;
-    while at < high {
-        let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
-            if last_progress.elapsed() > stall_timeout {
-                metrics.restore_remaining.sub(reported);
-                return Err(StateError::RestoreStalled {
-                    topic: topic.to_string(),
-                    partition,
-                    at,
-                    high,
-                    secs: stall_timeout.as_secs(),
-                });
-            }
-            continue;
-        };
-        let msg = match msg {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, partition, "changelog read error; retrying");
-                continue;
-            }
-        };
-        last_progress = Instant::now();
-        at = msg.offset() + 1;
-        match parse_changelog(&msg) {
-            Ok((_, _, position)) if position > committed => report.ignored += 1,
-            Ok((user, None, _)) => {
-                engine.forget(user);
-                report.deleted += 1;
-            }
-            Ok((user, Some(record), _)) => match engine.restore(user, record) {
-                Ok(()) => report.applied += 1,
-                Err(source @ RecordError::WindowsMismatch { .. }) => {
-                    return Err(StateError::Windows {
-                        topic: topic.to_string(),
-                        partition,
-                        source,
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, partition, offset = msg.offset(), "corrupt changelog record skipped");
-                    report.corrupt += 1;
-                }
-            },
-            Err(reason) => {
-                tracing::warn!(
-                    partition,
-                    offset = msg.offset(),
-                    reason,
-                    "corrupt changelog record skipped"
-                );
-                report.corrupt += 1;
-            }
-        }
-        let remaining = (high - at).max(0);
-        if reported - remaining >= 10_000 || remaining == 0 {
-            metrics.restore_remaining.sub(reported - remaining);
-            reported = remaining;
-        }
-    }
-    metrics.restore_remaining.sub(reported);
-    for (label, n) in [
-        ("applied", report.applied),
-        ("deleted", report.deleted),
-        ("ignored", report.ignored),
-        ("corrupt", report.corrupt),
-    ] {
-        metrics
-            .restore_records
-            .with_label_values(&[label])
-            .inc_by(n);
-    }
-    report.seconds = started.elapsed().as_secs_f64();
-    metrics.restore_seconds.observe(report.seconds);
-    Ok(report)
 }

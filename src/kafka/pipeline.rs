@@ -1,0 +1,597 @@
+//! One pipeline run, as the data flows: a message is decoded, applied to its partition's
+//! engine, and its effects (alerts, outcomes, dead letters) are handed to the producer; a tick
+//! refreshes the assignment and progress and fires due timers; the commit interval runs a
+//! background checkpoint. How the loop ended is decided once ([`Stop`]), and decides what the
+//! final checkpoint may do.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
+use tokio::sync::watch;
+
+use super::checkpoint::{lock, Blocked, Checkpoint, CheckpointError, CheckpointOutcome, Mode};
+use super::restore::Restorer;
+use super::sink::{Sink, SinkError, SinkTopics, SourceRef};
+use super::source::{self, Source, StatsByPartition};
+use super::state::{self, Partitions};
+use super::telemetry::{self, Emit, EngineStatsExport};
+use super::{PipelineConfig, PipelineError, PipelineReport};
+use crate::clock::WatermarkClock;
+use crate::engine::{Applied, Scored};
+use crate::event::{self, Rejection};
+use crate::metrics::Metrics;
+use crate::model::Model;
+use crate::Millis;
+
+fn wall_now() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Why the loop ended.
+enum Stop {
+    /// Shutdown was requested (also while a restore waited for the broker).
+    Requested,
+    /// Stopped between messages: a final checkpoint still commits what is complete.
+    Failed(PipelineError),
+    /// A send failed while a message (or a timer firing) was being handled: its state is half
+    /// applied, so no checkpoint may run on any path, or the changelog would reflect it at a
+    /// position that still replays it. A restart resumes from the last checkpoint, as after a
+    /// crash.
+    Aborted(PipelineError),
+    /// Shutdown while the producer queue was full (the broker stopped acknowledging): as
+    /// [`Stop::Aborted`], but what was asked for.
+    GaveUp,
+}
+
+impl Stop {
+    fn from_error(e: PipelineError) -> Stop {
+        match e {
+            PipelineError::ShutdownDuringRestore => Stop::Requested,
+            PipelineError::Sink(SinkError::ShuttingDown) => Stop::GaveUp,
+            e @ PipelineError::Sink(_) => Stop::Aborted(e),
+            e => Stop::Failed(e),
+        }
+    }
+}
+
+/// A received message, once the part that needs no waiting is done.
+enum Received {
+    Handled,
+    Failed(PipelineError),
+    /// Its partition is not restored here yet: restore, then handle (a rare, detached copy).
+    NeedsPartition(OwnedMessage),
+    ConsumerError,
+}
+
+struct Pipeline<'a> {
+    cfg: &'a PipelineConfig,
+    consumer: Arc<Source>,
+    stats: StatsByPartition,
+    sink: Sink,
+    /// One engine per assigned input partition (shared with the checkpoint, which the revoke
+    /// callback runs before the partitions go).
+    partitions: Arc<Mutex<Partitions>>,
+    checkpoint: Arc<Checkpoint>,
+    restorer: Restorer,
+    clock: WatermarkClock,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    assigned: Vec<i32>,
+    last_error: Option<Instant>,
+    report: PipelineReport,
+    engine_stats: EngineStatsExport,
+    scored: Vec<Scored>,
+}
+
+/// Runs one pipeline until `shutdown` turns true, then checkpoints and returns.
+///
+/// `models` carries the model to score with; when a new one is published (hot reload, see
+/// [`crate::model::reload`]) the loop swaps it into the engine between two messages, so user
+/// state is kept and no event is skipped. A closed channel just means no more reloads.
+pub async fn run(
+    cfg: PipelineConfig,
+    mut models: watch::Receiver<Arc<Model>>,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<PipelineReport, PipelineError> {
+    let model = Arc::clone(&models.borrow_and_update());
+    let mut p = Pipeline::start(&cfg, model, metrics, ready, shutdown.clone()).await?;
+    let stop = p.drive(models, shutdown).await;
+    p.finish(stop).await
+}
+
+impl<'a> Pipeline<'a> {
+    /// Creates the clients and the changelog topic, and subscribes.
+    async fn start(
+        cfg: &'a PipelineConfig,
+        model: Arc<Model>,
+        metrics: Arc<Metrics>,
+        ready: Arc<AtomicBool>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Pipeline<'a>, PipelineError> {
+        let topics = SinkTopics {
+            alerts: cfg.alert_topic.clone(),
+            dlq: cfg.dlq_topic.clone(),
+            control: cfg.engine.policy.control().topic.clone(),
+            outcomes: cfg.outcome_topic.clone(),
+        };
+        let sink = Sink::new(
+            &cfg.brokers,
+            topics,
+            &cfg.kafka_options,
+            Arc::clone(&metrics),
+        )?
+        .abort_on(shutdown.clone());
+        if let Some(changelog) = &cfg.changelog_topic {
+            let (brokers, options) = (&cfg.brokers, &cfg.kafka_options);
+            let timeout = Duration::from_secs(30);
+            state::ensure_changelog(brokers, options, &cfg.input_topic, changelog, timeout).await?;
+        }
+        let partitions = Arc::new(Mutex::new(Partitions::new(
+            cfg.engine.clone(),
+            Some(Arc::clone(&model)),
+            cfg.changelog_topic.clone(),
+        )));
+        let checkpoint = Arc::new(Checkpoint::new(
+            &cfg.input_topic,
+            sink.clone(),
+            Arc::clone(&partitions),
+            Arc::clone(&metrics),
+        ));
+        let (consumer, stats) =
+            source::create(cfg, Arc::clone(&checkpoint)).map_err(PipelineError::Consumer)?;
+        consumer
+            .subscribe(&[&cfg.input_topic])
+            .map_err(|source| PipelineError::Subscribe {
+                topic: cfg.input_topic.clone(),
+                source,
+            })?;
+        let consumer = Arc::new(consumer);
+        telemetry::ModelInUse(&model).emit(&metrics);
+        metrics.register_policy(&cfg.engine.policy);
+        tracing::info!(
+            brokers = %cfg.brokers, group = %cfg.group, input = %cfg.input_topic,
+            alerts = %cfg.alert_topic, dlq = %cfg.dlq_topic, model = model.version(),
+            changelog = cfg.changelog_topic.as_deref().unwrap_or("(none: state in memory only)"),
+            "pipeline started"
+        );
+        let restorer = Restorer {
+            brokers: cfg.brokers.clone(),
+            kafka_options: cfg.kafka_options.clone(),
+            input_topic: cfg.input_topic.clone(),
+            changelog: cfg.changelog_topic.clone(),
+            consumer: Arc::clone(&consumer),
+            metrics: Arc::clone(&metrics),
+            shutdown,
+        };
+        Ok(Pipeline {
+            cfg,
+            consumer,
+            stats,
+            sink,
+            partitions,
+            checkpoint,
+            restorer,
+            clock: WatermarkClock::default(),
+            metrics,
+            ready,
+            assigned: Vec::new(),
+            last_error: None,
+            report: PipelineReport::default(),
+            engine_stats: EngineStatsExport::default(),
+            scored: Vec::new(),
+        })
+    }
+
+    /// The loop: messages, model reloads, ticks and checkpoints, until something stops it.
+    async fn drive(
+        &mut self,
+        mut models: watch::Receiver<Arc<Model>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Stop {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut commit = tokio::time::interval(self.cfg.commit_interval);
+        commit.tick().await;
+        let consumer = Arc::clone(&self.consumer);
+        let mut reloads_open = true;
+        loop {
+            let step = tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Stop::Requested,
+                // Before `recv`: under a steady stream a new model must not wait behind messages.
+                changed = models.changed(), if reloads_open => {
+                    match changed {
+                        Ok(()) => self.set_model(Arc::clone(&models.borrow_and_update())),
+                        Err(_) => reloads_open = false,
+                    }
+                    Ok(())
+                }
+                msg = consumer.recv() => match self.receive(msg) {
+                    Received::Handled => Ok(()),
+                    Received::Failed(e) => Err(e),
+                    Received::NeedsPartition(m) => self.handle_after_restore(&m).await,
+                    Received::ConsumerError => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        Ok(())
+                    }
+                },
+                _ = tick.tick() => self.on_tick().await,
+                _ = commit.tick() => self
+                    .checkpoint
+                    .run(&*self.consumer, Mode::Background)
+                    .map(|_| ())
+                    .map_err(PipelineError::from),
+            };
+            if let Err(e) = step {
+                return Stop::from_error(e);
+            }
+        }
+    }
+
+    /// The final checkpoint, as `stop` allows, then leaving the group.
+    async fn finish(mut self, stop: Stop) -> Result<PipelineReport, PipelineError> {
+        self.ready.store(false, Ordering::Relaxed);
+        self.metrics.ready.set(0);
+        self.export_engine_stats();
+        let result = match stop {
+            Stop::Requested => self.final_checkpoint().await,
+            Stop::Failed(e) => {
+                // Whatever the final checkpoint says, the pipeline failed for `e`.
+                let _ = self.final_checkpoint().await;
+                Err(e)
+            }
+            Stop::Aborted(e) => {
+                self.checkpoint.block(Blocked::HalfAppliedMessage);
+                Err(e)
+            }
+            Stop::GaveUp => {
+                tracing::warn!("shutdown with the producer queue full; offsets not committed");
+                self.checkpoint.block(Blocked::HalfAppliedMessage);
+                Ok(())
+            }
+        };
+        self.consumer.unsubscribe();
+        tracing::info!(
+            messages = self.report.messages,
+            rejected = self.report.rejected,
+            alerts = self.report.alerts,
+            "pipeline stopped"
+        );
+        result.map(|()| self.report)
+    }
+
+    /// Writes the changelog, waits for the producer and commits, on the blocking pool (the
+    /// wait may last the whole shutdown timeout).
+    async fn final_checkpoint(&self) -> Result<(), PipelineError> {
+        let (checkpoint, consumer) = (Arc::clone(&self.checkpoint), Arc::clone(&self.consumer));
+        let timeout = self.cfg.shutdown_timeout;
+        let job = move || checkpoint.run(&*consumer, Mode::Blocking { timeout });
+        let outcome = match tokio::task::spawn_blocking(job).await {
+            Ok(outcome) => outcome,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        match outcome {
+            Err(CheckpointError::Changelog(SinkError::ShuttingDown)) => {
+                tracing::warn!(
+                    "final checkpoint abandoned: the producer queue is full; offsets not committed"
+                );
+                Ok(())
+            }
+            Ok(CheckpointOutcome::Skipped { reason }) => {
+                tracing::warn!(
+                    reason = reason.as_str(),
+                    "final checkpoint committed nothing"
+                );
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Swaps in a reloaded model: user state, timers and episodes are untouched; the next score
+    /// (event or timer) uses the new model.
+    fn set_model(&mut self, model: Arc<Model>) {
+        let mut partitions = lock(&self.partitions);
+        let previous = partitions
+            .model()
+            .map(|m| m.version().to_string())
+            .unwrap_or_default();
+        telemetry::ModelInUse(&model).emit(&self.metrics);
+        tracing::info!(previous_version = %previous, version = model.version(), "pipeline scores with the reloaded model");
+        partitions.set_model(Some(model));
+    }
+
+    /// Handles a message at once if its partition's state is here.
+    fn receive(&mut self, msg: KafkaResult<BorrowedMessage<'_>>) -> Received {
+        match msg {
+            Ok(m) => {
+                let partition = m.partition();
+                if self.assigned.contains(&partition) && lock(&self.partitions).contains(partition)
+                {
+                    match self.handle(&m) {
+                        Ok(()) => Received::Handled,
+                        Err(e) => Received::Failed(e),
+                    }
+                } else {
+                    Received::NeedsPartition(m.detach())
+                }
+            }
+            Err(e) => {
+                self.last_error = Some(Instant::now());
+                tracing::warn!(error = %e, "consumer error; retrying");
+                Received::ConsumerError
+            }
+        }
+    }
+
+    /// Restores a message's partition (unless it is no longer assigned here), then handles it.
+    async fn handle_after_restore(&mut self, m: &OwnedMessage) -> Result<(), PipelineError> {
+        let partition = m.partition();
+        self.refresh_assignment().await?;
+        if !self.assigned.contains(&partition) {
+            tracing::debug!(
+                partition,
+                offset = m.offset(),
+                "message of a partition no longer assigned here; left to its new owner"
+            );
+            return Ok(());
+        }
+        // A partition's events apply only on top of its restored state.
+        self.ensure_restored(partition).await?;
+        self.handle(m)
+    }
+
+    /// Decodes a message, applies it to its partition's engine and hands its effects to the
+    /// producer; then the partition's position moves past it.
+    fn handle<M: Message>(&mut self, m: &M) -> Result<(), PipelineError> {
+        let started = Instant::now();
+        self.report.messages += 1;
+        let partition = m.partition();
+        let payload = m.payload().unwrap_or(&[]);
+        match event::decode(payload, wall_now(), self.cfg.max_future_skew) {
+            Err(rejection) => self.dead_letter(m, payload, &rejection)?,
+            Ok(ev) => {
+                self.clock.observe(partition, ev.ts);
+                self.advance_clock()?;
+                let t = Instant::now();
+                let applied = match lock(&self.partitions).task_mut(partition) {
+                    Some(task) => task.engine.apply(&ev),
+                    None => {
+                        unreachable!("a message is handled only once its partition is restored")
+                    }
+                };
+                self.metrics
+                    .scoring_seconds
+                    .observe(t.elapsed().as_secs_f64());
+                match applied {
+                    Err(rejection) => self.dead_letter(m, payload, &rejection)?,
+                    Ok(Applied::Duplicate) => {}
+                    Ok(Applied::Erased) => telemetry::EventApplied {
+                        kind: ev.kind,
+                        erased: true,
+                    }
+                    .emit(&self.metrics),
+                    Ok(Applied::Updated { scored }) => {
+                        telemetry::EventApplied {
+                            kind: ev.kind,
+                            erased: false,
+                        }
+                        .emit(&self.metrics);
+                        if let Some(s) = scored {
+                            self.publish(&s)?;
+                        }
+                        self.publish_outcomes()?;
+                    }
+                }
+            }
+        }
+        // Effects are enqueued: the checkpoint may commit past this message once they are
+        // acknowledged.
+        if let Some(task) = lock(&self.partitions).task_mut(partition) {
+            task.position = m.offset() + 1;
+        }
+        self.metrics
+            .event_processing_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    fn dead_letter<M: Message>(
+        &mut self,
+        m: &M,
+        payload: &[u8],
+        rejection: &Rejection,
+    ) -> Result<(), PipelineError> {
+        self.report.rejected += 1;
+        telemetry::EventRejected {
+            rejection,
+            partition: m.partition(),
+            offset: m.offset(),
+        }
+        .emit(&self.metrics);
+        let source = SourceRef {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+        };
+        let how = self.sink.dead_letter(payload, &source, rejection)?;
+        telemetry::DeadLettered {
+            how: &how,
+            partition: m.partition(),
+            offset: m.offset(),
+        }
+        .emit(&self.metrics);
+        Ok(())
+    }
+
+    fn publish(&mut self, s: &Scored) -> Result<(), PipelineError> {
+        telemetry::UserScored(s).emit(&self.metrics);
+        if let Some(alert) = &s.alert {
+            self.sink.alert(alert)?;
+            self.report.alerts += 1;
+            telemetry::AlertPublished { scored: s, alert }.emit(&self.metrics);
+        }
+        Ok(())
+    }
+
+    /// Publishes (if an outcome topic is set) and counts the outcomes the engine decided.
+    fn publish_outcomes(&mut self) -> Result<(), PipelineError> {
+        let mut outcomes = Vec::new();
+        lock(&self.partitions).drain_outcomes(&mut outcomes);
+        for o in &outcomes {
+            self.sink.outcome(o)?;
+            telemetry::OutcomeDecided(o).emit(&self.metrics);
+        }
+        Ok(())
+    }
+
+    /// Moves the engine clock as far as the partitions' progress allows; fires due timers.
+    fn advance_clock(&mut self) -> Result<(), PipelineError> {
+        let Some(now) = self.clock.now(wall_now()) else {
+            return Ok(());
+        };
+        self.scored.clear();
+        let mut scored = std::mem::take(&mut self.scored);
+        lock(&self.partitions).advance(now, &mut scored);
+        for s in &scored {
+            self.publish(s)?;
+        }
+        self.publish_outcomes()?;
+        self.scored = scored;
+        Ok(())
+    }
+
+    fn export_engine_stats(&mut self) {
+        let partitions = lock(&self.partitions);
+        self.engine_stats
+            .emit(&self.metrics, &partitions, self.sink.in_flight());
+    }
+
+    /// Every 200 ms: assignment and progress, background checkpoints now acknowledged, engine
+    /// totals, and timers due.
+    async fn on_tick(&mut self) -> Result<(), PipelineError> {
+        self.refresh_progress().await?;
+        self.checkpoint.run(&*self.consumer, Mode::Settle)?;
+        self.export_engine_stats();
+        self.advance_clock()
+    }
+
+    /// Reads the current assignment. Must run before the clock may advance on a partition's
+    /// events: a clock that does not know every assigned partition would move past the backlog of
+    /// one that has not delivered yet. Newly assigned partitions are restored here, so that even
+    /// a partition that delivers nothing gets its silent users' timers back.
+    async fn refresh_assignment(&mut self) -> Result<(), PipelineError> {
+        let Ok(tpl) = self.consumer.assignment() else {
+            return Ok(());
+        };
+        let parts: Vec<i32> = tpl
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == self.cfg.input_topic)
+            .map(|e| e.partition())
+            .collect();
+        drop(tpl);
+        if parts != self.assigned {
+            self.clock.assign(&parts);
+            self.metrics.consumer_lag.reset();
+            // Gone without a revoke callback (cannot normally happen): nothing to checkpoint.
+            let stale: Vec<i32> = lock(&self.partitions)
+                .partitions()
+                .into_iter()
+                .filter(|p| !parts.contains(p))
+                .collect();
+            self.checkpoint.forget(&stale);
+            self.assigned = parts;
+            for p in self.assigned.clone() {
+                self.ensure_restored(p).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs the state of `partition` if this instance has none yet: restored from the
+    /// changelog up to the committed input offset, or empty without a changelog. Not ready
+    /// meanwhile.
+    async fn ensure_restored(&mut self, partition: i32) -> Result<(), PipelineError> {
+        if lock(&self.partitions).contains(partition) {
+            return Ok(());
+        }
+        self.ready.store(false, Ordering::Relaxed);
+        self.metrics.ready.set(0);
+        self.metrics.restoring_partitions.inc();
+        let partitions = Arc::clone(&self.partitions);
+        let last_error = &mut self.last_error;
+        let restored = self
+            .restorer
+            .restore(
+                partition,
+                || lock(&partitions).new_engine(),
+                || *last_error = Some(Instant::now()),
+            )
+            .await;
+        self.metrics.restoring_partitions.dec();
+        let restored = restored?;
+        lock(&self.partitions).insert(partition, restored.engine, restored.committed.max(0));
+        Ok(())
+    }
+
+    /// Refreshes assignment, caught-up flags, lag and readiness from librdkafka.
+    async fn refresh_progress(&mut self) -> Result<(), PipelineError> {
+        self.refresh_assignment().await?;
+        let stats = lock(&self.stats).clone();
+        for &p in &self.assigned {
+            let Some(s) = stats.get(&p) else { continue };
+            if s.hi_offset < 0 {
+                continue;
+            }
+            let position = [
+                lock(&self.partitions).position(p).unwrap_or(-1),
+                s.app_offset,
+                s.committed_offset,
+            ]
+            .into_iter()
+            .max()
+            .unwrap_or(-1)
+            .max(0);
+            let caught_up = position >= s.hi_offset;
+            if self.clock.set_caught_up(p, caught_up) {
+                tracing::debug!(
+                    partition = p,
+                    caught_up,
+                    position,
+                    hi_offset = s.hi_offset,
+                    app_offset = s.app_offset,
+                    committed = s.committed_offset,
+                    "partition progress changed"
+                );
+            }
+            telemetry::PartitionLag {
+                partition: p,
+                lag: s.hi_offset - position,
+            }
+            .emit(&self.metrics);
+        }
+        let healthy = self
+            .last_error
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(5));
+        let restored = {
+            let partitions = lock(&self.partitions);
+            self.assigned.iter().all(|p| partitions.contains(*p))
+        };
+        let ready = !self.assigned.is_empty() && healthy && restored;
+        self.ready.store(ready, Ordering::Relaxed);
+        telemetry::Readiness {
+            ready,
+            assigned: self.assigned.len(),
+        }
+        .emit(&self.metrics);
+        Ok(())
+    }
+}

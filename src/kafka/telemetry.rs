@@ -1,0 +1,363 @@
+//! What the Kafka adapter reports, as named events.
+//!
+//! Each struct here is one thing that happened (an event refused, an alert published, a commit
+//! attempted…) and knows which metrics and log lines it produces; the pipeline only says what
+//! happened. This keeps metric translation out of the data flow and every label a closed set:
+//! labels come from enums with `as_str` (see [`crate::metrics`]), never from loose strings.
+//! Modelled on Vector's `internal_events`.
+
+use rdkafka::error::KafkaError;
+
+use super::sink::DeadLetter;
+use super::state::Partitions;
+use crate::alert::{AlertDecision, OutcomeEvent, WinbackAlert};
+use crate::engine::{EngineCounters, Scored};
+use crate::event::{EventKind, Rejection};
+use crate::features::StageTransitions;
+use crate::metrics::{
+    ChangelogWrite, CommitResult, Destination, Metrics, RestoreRecord, Suppression,
+};
+use crate::model::Model;
+use crate::Millis;
+
+/// Something that happened, reported to the metrics (and, where useful, the log).
+pub trait Emit {
+    fn emit(self, metrics: &Metrics);
+}
+
+fn wall_now() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The model the pipeline scores with: version and kind (`model_info`), threshold, and the
+/// validation AUC and data end recorded at training time.
+pub struct ModelInUse<'a>(pub &'a Model);
+
+impl Emit for ModelInUse<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let model = self.0;
+        metrics.set_model(model.version(), &model.artifact().kind, model.threshold());
+        if let Some(auc) = model
+            .artifact()
+            .training
+            .pointer("/metrics/validation/roc_auc")
+            .and_then(|v| v.as_f64())
+        {
+            metrics.model_training_auc.set(auc);
+        }
+        if let Some(end) = model
+            .artifact()
+            .training
+            .pointer("/data/last_event")
+            .and_then(|v| v.as_str())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        {
+            metrics
+                .model_data_end
+                .set(end.timestamp_millis() as f64 / 1000.0);
+        }
+    }
+}
+
+/// A valid event folded into its user's state.
+pub struct EventApplied {
+    pub kind: EventKind,
+    /// The event erased its user.
+    pub erased: bool,
+}
+
+impl Emit for EventApplied {
+    fn emit(self, metrics: &Metrics) {
+        metrics
+            .events_consumed
+            .with_label_values(&[self.kind.as_str()])
+            .inc();
+        if self.erased {
+            metrics.users_erased.inc();
+        }
+    }
+}
+
+/// An input message refused (it goes to the dead-letter topic).
+pub struct EventRejected<'a> {
+    pub rejection: &'a Rejection,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Emit for EventRejected<'_> {
+    fn emit(self, metrics: &Metrics) {
+        metrics
+            .events_rejected
+            .with_label_values(&[self.rejection.reason.as_str()])
+            .inc();
+        tracing::debug!(
+            reason = self.rejection.reason.as_str(), detail = %self.rejection.detail,
+            partition = self.partition, offset = self.offset, "event rejected to DLQ"
+        );
+    }
+}
+
+/// A refused message handed to the producer for the dead-letter topic.
+pub struct DeadLettered<'a> {
+    pub how: &'a DeadLetter,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Emit for DeadLettered<'_> {
+    fn emit(self, metrics: &Metrics) {
+        metrics.dlq_published.inc();
+        if let DeadLetter::Truncated {
+            original_size,
+            sha256,
+        } = self.how
+        {
+            metrics.dlq_truncated.inc();
+            tracing::warn!(
+                partition = self.partition,
+                offset = self.offset,
+                original_size,
+                sha256 = %sha256,
+                "refused message too large to dead-letter whole; its prefix went to the DLQ (reason too_large)"
+            );
+        }
+    }
+}
+
+/// A user scored (on an event or a timer), with the alert decision.
+pub struct UserScored<'a>(pub &'a Scored);
+
+impl Emit for UserScored<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let s = self.0;
+        metrics
+            .scores
+            .with_label_values(&[s.trigger.as_str()])
+            .inc();
+        metrics.score.observe(s.score);
+        let suppression = match s.decision {
+            AlertDecision::AlreadyAlerted => Some(Suppression::AlreadyAlerted),
+            AlertDecision::OptedOut => Some(Suppression::OptedOut),
+            AlertDecision::Suppressed(reason) => Some(Suppression::Policy(reason)),
+            AlertDecision::Raise | AlertDecision::BelowThreshold => None,
+        };
+        if let Some(suppression) = suppression {
+            metrics
+                .alerts_suppressed
+                .with_label_values(&[suppression.as_str()])
+                .inc();
+        }
+    }
+}
+
+/// A win-back alert handed to the producer.
+pub struct AlertPublished<'a> {
+    pub scored: &'a Scored,
+    pub alert: &'a WinbackAlert,
+}
+
+impl Emit for AlertPublished<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let (a, trigger) = (self.alert, self.scored.trigger);
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&a.ts) {
+            let delay = (wall_now() - t.timestamp_millis()).max(0) as f64 / 1000.0;
+            metrics.event_to_alert_seconds.observe(delay);
+        }
+        // The action is a label of the loaded policy, a closed set registered at start
+        // (`Metrics::register_policy`).
+        metrics
+            .alerts_published
+            .with_label_values(&[
+                trigger.as_str(),
+                a.risk_band.as_str(),
+                a.value_tier.as_str(),
+                &a.recommended_action,
+                a.experiment_arm.as_str(),
+            ])
+            .inc();
+        tracing::info!(
+            alert_id = %a.alert_id, user_id = %a.user_id, score = a.score,
+            trigger = trigger.as_str(), risk_band = a.risk_band.as_str(),
+            action = %a.recommended_action, arm = a.experiment_arm.as_str(),
+            last_activity_at = %a.last_activity_at, "win-back alert"
+        );
+    }
+}
+
+/// A win-back outcome decided (and published if an outcome topic is set).
+pub struct OutcomeDecided<'a>(pub &'a OutcomeEvent);
+
+impl Emit for OutcomeDecided<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let o = self.0;
+        metrics
+            .winback_outcomes
+            .with_label_values(&[o.experiment_arm.as_str(), o.outcome.as_str()])
+            .inc();
+        tracing::info!(
+            alert_id = %o.alert_id, user_id = %o.user_id, arm = o.experiment_arm.as_str(),
+            outcome = o.outcome.as_str(), "win-back outcome"
+        );
+    }
+}
+
+/// A message the broker failed to take for good.
+pub struct DeliveryFailed<'a> {
+    pub destination: Destination,
+    pub error: &'a KafkaError,
+}
+
+impl Emit for DeliveryFailed<'_> {
+    fn emit(self, metrics: &Metrics) {
+        metrics
+            .producer_delivery_errors
+            .with_label_values(&[self.destination.as_str()])
+            .inc();
+        tracing::error!(error = %self.error, destination = self.destination.as_str(), "message delivery failed");
+    }
+}
+
+/// An offset commit attempted, skipped or failed.
+pub struct Commit(pub CommitResult);
+
+impl Emit for Commit {
+    fn emit(self, metrics: &Metrics) {
+        metrics.commits.with_label_values(&[self.0.as_str()]).inc();
+    }
+}
+
+/// Changelog records enqueued by a checkpoint.
+pub struct ChangelogWritten {
+    pub upserts: u64,
+    pub deletes: u64,
+}
+
+impl Emit for ChangelogWritten {
+    fn emit(self, metrics: &Metrics) {
+        for (kind, n) in [
+            (ChangelogWrite::Upsert, self.upserts),
+            (ChangelogWrite::Delete, self.deletes),
+        ] {
+            metrics
+                .changelog_records
+                .with_label_values(&[kind.as_str()])
+                .inc_by(n);
+        }
+    }
+}
+
+/// A checkpoint finished (whatever its outcome).
+pub struct CheckpointTimed(pub std::time::Duration);
+
+impl Emit for CheckpointTimed {
+    fn emit(self, metrics: &Metrics) {
+        metrics.checkpoint_seconds.observe(self.0.as_secs_f64());
+    }
+}
+
+/// A partition's restore read its changelog to the end.
+pub struct RestoreRead {
+    pub applied: u64,
+    pub deleted: u64,
+    pub ignored: u64,
+    pub corrupt: u64,
+    pub seconds: f64,
+}
+
+impl Emit for RestoreRead {
+    fn emit(self, metrics: &Metrics) {
+        for (result, n) in [
+            (RestoreRecord::Applied, self.applied),
+            (RestoreRecord::Deleted, self.deleted),
+            (RestoreRecord::Ignored, self.ignored),
+            (RestoreRecord::Corrupt, self.corrupt),
+        ] {
+            metrics
+                .restore_records
+                .with_label_values(&[result.as_str()])
+                .inc_by(n);
+        }
+        metrics.restore_seconds.observe(self.seconds);
+    }
+}
+
+/// One input partition's lag behind its high watermark.
+pub struct PartitionLag {
+    pub partition: i32,
+    pub lag: i64,
+}
+
+impl Emit for PartitionLag {
+    fn emit(self, metrics: &Metrics) {
+        metrics
+            .consumer_lag
+            .with_label_values(&[&self.partition.to_string()])
+            .set(self.lag.max(0));
+    }
+}
+
+/// Readiness and assignment as the pipeline sees them.
+pub struct Readiness {
+    pub ready: bool,
+    pub assigned: usize,
+}
+
+impl Emit for Readiness {
+    fn emit(self, metrics: &Metrics) {
+        metrics.ready.set(i64::from(self.ready));
+        metrics.assigned_partitions.set(self.assigned as i64);
+    }
+}
+
+/// Exports the engines' own totals (evictions, duplicates, lifecycle) as deltas since the last
+/// export, so counters never go backwards when partitions come and go.
+#[derive(Default)]
+pub struct EngineStatsExport {
+    exported: EngineCounters,
+    exported_transitions: StageTransitions,
+}
+
+impl EngineStatsExport {
+    /// Reports the totals of `partitions` and the producer queue length.
+    pub fn emit(&mut self, metrics: &Metrics, partitions: &Partitions, producer_queue: i32) {
+        let c = partitions.counters();
+        let before = std::mem::replace(&mut self.exported, c);
+        metrics.users_evicted.inc_by(c.evicted - before.evicted);
+        metrics
+            .events_duplicate
+            .inc_by(c.duplicates - before.duplicates);
+        metrics
+            .events_late
+            .inc_by(c.late_accepted - before.late_accepted);
+        let stages = partitions.stage_stats();
+        for (from, to, delta) in stages
+            .transitions
+            .delta_since(&self.exported_transitions)
+            .iter()
+        {
+            if delta > 0 {
+                metrics
+                    .lifecycle_transitions
+                    .with_label_values(&[from.as_str(), to.as_str()])
+                    .inc_by(delta);
+            }
+        }
+        self.exported_transitions = stages.transitions;
+        for (stage, n) in stages.users.iter() {
+            metrics
+                .users_by_stage
+                .with_label_values(&[stage.as_str()])
+                .set(n as i64);
+        }
+        metrics.users_tracked.set(partitions.users() as i64);
+        metrics
+            .outcomes_pending
+            .set(partitions.outcomes_pending() as i64);
+        let clock = partitions.clock();
+        if clock != Millis::MIN {
+            metrics.watermark_seconds.set(clock as f64 / 1000.0);
+        }
+        metrics.producer_queue.set(i64::from(producer_queue));
+    }
+}
