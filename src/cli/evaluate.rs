@@ -2,9 +2,9 @@
 //! metrics as a table or JSON, optionally with plots.
 
 use anyhow::{bail, Context, Result};
-use churnguard::time::rfc3339;
 use churnguard::model::evaluate::{evaluate_rows, table, Evaluation};
 use churnguard::model::{plots, train, Model};
+use churnguard::time::rfc3339;
 use churnguard::time::{parse_cutoff_at, parse_duration};
 use churnguard::{replay, Millis, DAY_MS};
 
