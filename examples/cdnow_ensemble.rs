@@ -5,8 +5,8 @@
 //! Usage: `cargo run --release --example cdnow_ensemble -- models/a.json models/b.json ...`
 //! (needs `data/cdnow/events.jsonl`, made by `scripts/fetch-cdnow.sh`).
 
-use churnguard::model::metrics::roc_auc;
-use churnguard::model::train::{snapshots, SnapshotSpec};
+use churnguard::model::dataset::{snapshots, SnapshotSpec};
+use churnguard::model::quality::roc_auc;
 use churnguard::model::Model;
 use churnguard::time::parse_instant;
 use churnguard::{replay, Millis, DAY_MS};

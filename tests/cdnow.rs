@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use churnguard::engine::{Engine, EngineConfig};
 use churnguard::event::{Event, EventKind};
+use churnguard::model::dataset::{self, SnapshotSpec};
 use churnguard::model::evaluate::{evaluate_rows, DEFAULT_TOP_K_PCTS};
-use churnguard::model::train::{self, BgNbdConfig, ModelKind, SnapshotSpec, TrainConfig};
+use churnguard::model::train::{self, BgNbdConfig, ModelKind, TrainConfig};
 use churnguard::model::Model;
 use churnguard::synth::{generate, SynthConfig};
 use churnguard::time::parse_instant;
@@ -163,7 +164,7 @@ fn committed_cdnow_models_score_as_their_cards_say() {
     for name in ["cdnow-lr", "cdnow-rf", "cdnow-lr-bgnbd"] {
         let model = Model::load(&root().join(format!("models/{name}.json"))).unwrap();
         let (cutoff, horizon) = (date("1997-10-01"), 39 * WEEK);
-        let rows = train::snapshots(
+        let rows = dataset::snapshots(
             &events,
             &[SnapshotSpec {
                 cutoff,
@@ -174,9 +175,7 @@ fn committed_cdnow_models_score_as_their_cards_say() {
         );
         let refs: Vec<_> = rows.iter().collect();
         let (eval, _) = evaluate_rows(&model, &refs, cutoff, horizon, &DEFAULT_TOP_K_PCTS);
-        let recorded = model.artifact().training["metrics"]["evaluations"][0]["roc_auc"]
-            .as_f64()
-            .unwrap();
+        let recorded = model.artifact().training.evaluations()[0].roc_auc.unwrap();
         let auc = eval.roc_auc.unwrap();
         assert!(
             (auc - recorded).abs() < 1e-9,
@@ -206,7 +205,7 @@ fn training_replay_and_live_engine_compute_the_same_features() {
     let model = Arc::new(Model::load(Path::new(&root().join("models/churn-lr.json"))).unwrap());
 
     // Training path.
-    let rows = train::labelled_snapshots(&events, &[cutoff], horizon);
+    let rows = dataset::labelled_snapshots(&events, &[cutoff], horizon);
     assert!(rows.len() > 100, "{} rows", rows.len());
 
     // Replay path (the file source of the service), scoring with a model.
@@ -318,7 +317,7 @@ fn cdnow_bgnbd_inputs_fit_the_calibration_period_and_lift_the_regression() {
         },
     )
     .unwrap();
-    let p = alone.derived.as_ref().unwrap().bgnbd.params;
+    let p = alone.artifact.derived.as_ref().unwrap().bgnbd.params;
     for (got, published) in [(p.r, 0.243), (p.alpha, 4.414), (p.a, 0.793), (p.b, 2.426)] {
         assert!(
             (got / published - 1.0).abs() < 0.25,

@@ -88,7 +88,7 @@ fn quiet_user() -> FeatureVector {
 }
 
 fn version_of(m: &Model) -> String {
-    m.artifact().compute_version_full(m.forest(), m.derived())
+    m.artifact().compute_version()
 }
 
 #[test]

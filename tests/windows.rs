@@ -7,6 +7,7 @@ use std::sync::Arc;
 use churnguard::engine::{Engine, EngineConfig};
 use churnguard::event::Event;
 use churnguard::features::Windows;
+use churnguard::model::dataset;
 use churnguard::model::train::{self, TrainConfig};
 use churnguard::model::{Model, ModelError};
 use churnguard::synth::{generate, SynthConfig};
@@ -35,7 +36,10 @@ fn a_model_trained_with_other_windows_runs_only_under_them_and_scores_like_train
         },
     )
     .expect("training succeeds");
-    assert_eq!(trained.artifact.training["windows"], "7,30,90,180");
+    assert_eq!(
+        trained.artifact.training.windows.as_deref(),
+        Some("7,30,90,180")
+    );
     assert!(trained
         .artifact
         .features
@@ -74,9 +78,9 @@ fn a_model_trained_with_other_windows_runs_only_under_them_and_scores_like_train
 
     // Training rows, replay and a live engine (hourly clock) agree on every feature.
     let cutoff = end - 40 * DAY_MS + 5 * 3_600_000;
-    let rows = train::snapshots_for(
+    let rows = dataset::snapshots_for(
         &events,
-        &[train::SnapshotSpec {
+        &[dataset::SnapshotSpec {
             cutoff,
             horizon: 30 * DAY_MS,
             active_within: 30 * DAY_MS,

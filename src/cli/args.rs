@@ -332,6 +332,42 @@ pub struct ReplayArgs {
     /// Write every user's features at the end as JSONL to this file.
     #[arg(long)]
     pub features_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub refusals: RefusalArgs,
+}
+
+/// How many refused lines the offline tools accept before stopping.
+#[derive(Debug, Clone, Args)]
+pub struct RefusalArgs {
+    /// Stop with an error when more than this fraction (0 to 1) of the file's non-blank lines
+    /// is refused; a file without a single valid event always stops.
+    #[arg(long, default_value_t = 0.5, value_parser = parse_fraction)]
+    pub max_refused_fraction: f64,
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|f| (0.0..=1.0).contains(f))
+        .ok_or_else(|| format!("{text:?} is not a fraction between 0 and 1"))
+}
+
+/// `--kind` of `churnguard train`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// Logistic regression.
+    Lr,
+    /// Random-forest regressor on 0/1 labels.
+    Forest,
+}
+
+impl From<KindArg> for churnguard::model::Kind {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::Lr => churnguard::model::Kind::LogisticRegression,
+            KindArg::Forest => churnguard::model::Kind::RandomForestRegressor,
+        }
+    }
 }
 
 /// `churnguard train`.
@@ -363,9 +399,9 @@ pub struct TrainArgs {
     /// Only these features (comma-separated names); default: all the engine computes.
     #[arg(long, value_delimiter = ',')]
     pub features: Vec<String>,
-    /// Model kind: `lr` (logistic regression) or `forest` (random-forest regressor).
-    #[arg(long, default_value = "lr", value_parser = ["lr", "forest"])]
-    pub kind: String,
+    /// Model kind.
+    #[arg(long, value_enum, default_value_t = KindArg::Lr)]
+    pub kind: KindArg,
     /// L2 regularisation strength (lr).
     #[arg(long, default_value_t = 1.0)]
     pub alpha: f64,
@@ -412,6 +448,8 @@ pub struct TrainArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub window: WindowArgs,
+    #[command(flatten)]
+    pub refusals: RefusalArgs,
 }
 
 /// `churnguard evaluate`.
@@ -444,6 +482,8 @@ pub struct EvaluateArgs {
     pub plots: Option<PathBuf>,
     #[command(flatten)]
     pub window: WindowArgs,
+    #[command(flatten)]
+    pub refusals: RefusalArgs,
 }
 
 /// `churnguard synth`.

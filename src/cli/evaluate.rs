@@ -2,31 +2,38 @@
 //! metrics as a table or JSON, optionally with plots.
 
 use anyhow::{bail, Context, Result};
+use churnguard::model::dataset::{self, DataSpan};
 use churnguard::model::evaluate::{evaluate_rows, table, Evaluation};
-use churnguard::model::{plots, train, Model};
+use churnguard::model::locate::resolve_model_path;
+use churnguard::model::{plots, Model};
 use churnguard::time::rfc3339;
 use churnguard::time::{parse_cutoff_at, parse_duration};
-use churnguard::{replay, Millis, DAY_MS};
+use churnguard::{Millis, DAY_MS};
 
 use super::args::EvaluateArgs;
 
 /// Evaluates `--model` at every `--cutoff` and reports.
 pub fn run(args: &EvaluateArgs) -> Result<()> {
     let msg = anyhow::Error::msg;
-    let model =
-        Model::load_for(&args.model, args.window.windows).context("cannot load the model")?;
-    let loaded = replay::load_events(&args.events, i64::MAX / 4, 0)?;
+    let model = Model::load_for(&resolve_model_path(&args.model)?, args.window.windows)
+        .context("cannot load the model")?;
+    let loaded = super::load_checked(&args.events, i64::MAX / 4, 0, &args.refusals)?;
     let training = &model.artifact().training;
-    let days_of = |v: &serde_json::Value| v.as_f64().map(|d| (d * DAY_MS as f64).round() as i64);
     let horizon = match &args.horizon {
         Some(h) => parse_duration(h).map_err(msg)?,
-        None => days_of(&training["validation_horizon_days"])
-            .or_else(|| days_of(&training["horizon_days"]))
-            .unwrap_or(90 * DAY_MS),
+        None => training
+            .validation_horizon_days
+            .as_ref()
+            .or(training.horizon_days.as_ref())
+            .map_or(90 * DAY_MS, |d| d.millis()),
     };
     let active_within = match &args.active_within {
         Some(a) => Some(parse_duration(a).map_err(msg)?),
-        None => days_of(&training["active_within_days"]),
+        None => training
+            .active_within_days
+            .clone()
+            .flatten()
+            .map(|d| d.millis()),
     };
     let points = args
         .cutoff
@@ -34,29 +41,29 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
         .map(|c| parse_cutoff_at(c, horizon))
         .collect::<Result<Vec<_>, _>>()
         .map_err(msg)?;
-    let end = loaded.events.last().map_or(0, |e| train::data_end(e.ts));
+    let span = DataSpan::of(&loaded.events).context("no valid event to evaluate on")?;
     for &(c, h) in &points {
-        if c + h > end {
+        if !span.covers(c, h) {
             bail!(
                 "cutoff {} plus its {}-day horizon ends after the data ({}): labels unknown",
                 rfc3339(c),
                 h / DAY_MS,
-                rfc3339(end)
+                rfc3339(span.end)
             );
         }
     }
-    let specs: Vec<train::SnapshotSpec> = points
+    let specs: Vec<dataset::SnapshotSpec> = points
         .iter()
-        .map(|&(cutoff, horizon)| train::SnapshotSpec {
+        .map(|&(cutoff, horizon)| dataset::SnapshotSpec {
             cutoff,
             horizon,
             active_within: active_within.unwrap_or(horizon),
         })
         .collect();
-    let rows = train::snapshots_for(&loaded.events, &specs, true, args.window.windows);
+    let rows = dataset::snapshots_for(&loaded.events, &specs, true, args.window.windows);
     let mut evals = Vec::new();
     for &(c, h) in &points {
-        let rs: Vec<&train::Row> = rows
+        let rs: Vec<&dataset::Row> = rows
             .iter()
             .filter(|r| r.cutoff == c && r.horizon == h)
             .collect();

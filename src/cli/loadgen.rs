@@ -56,7 +56,10 @@ pub fn run(args: &LoadgenArgs) -> Result<()> {
     let plan = due_plan(args, started_ms);
     let mut due_offset_ms = None;
     if let Some(plan) = &plan {
-        let model = Arc::new(Model::load(&args.model).context("cannot load the model")?);
+        let model = Arc::new(
+            Model::load(&churnguard::model::locate::resolve_model_path(&args.model)?)
+                .context("cannot load the model")?,
+        );
         let (events, offset) = loadgen::plan_due_users(model, plan)?;
         gen.plant(events);
         due_offset_ms = Some(offset);

@@ -17,7 +17,21 @@ pub mod train;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
-use args::LogFormat;
+use args::{LogFormat, RefusalArgs};
+
+/// Loads an events file for an offline tool: refusals are listed by reason with their first
+/// lines, and a file with nothing valid or too much refused stops the tool.
+pub fn load_checked(
+    path: &std::path::Path,
+    now: i64,
+    max_future_skew: i64,
+    refusals: &RefusalArgs,
+) -> anyhow::Result<churnguard::replay::LoadedEvents> {
+    let loaded = churnguard::replay::load_events(path, now, max_future_skew)?;
+    eprint!("{}", loaded.refusal_summary(path));
+    loaded.check_refusals(path, refusals.max_refused_fraction)?;
+    Ok(loaded)
+}
 
 /// Logs to stderr (stdout carries command output such as alerts and reports), filtered by
 /// `RUST_LOG` with librdkafka's chatter reduced to warnings by default.

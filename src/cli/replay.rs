@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use churnguard::engine::Engine;
+use churnguard::model::locate::resolve_model_path;
 use churnguard::model::Model;
 use churnguard::replay;
 use churnguard::time::parse_instant;
@@ -16,13 +17,17 @@ use super::args::ReplayArgs;
 /// Replays `--events` through the engine and reports what it decided.
 pub fn run(args: &ReplayArgs) -> Result<()> {
     let model = Arc::new(
-        Model::load_for(&args.model, args.engine.window.windows)
-            .context("cannot load the model")?,
+        Model::load_for(
+            &resolve_model_path(&args.model)?,
+            args.engine.window.windows,
+        )
+        .context("cannot load the model")?,
     );
-    let loaded = replay::load_events(
+    let loaded = super::load_checked(
         &args.events,
         chrono::Utc::now().timestamp_millis(),
         args.engine.max_future_skew(),
+        &args.refusals,
     )?;
     let until = args
         .until
@@ -42,10 +47,9 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         write_features(&engine, path)?;
     }
     eprintln!(
-        "replayed {} events ({} refused in file: {:?}; {} too late) for {} users in {secs:.2} s ({:.0} events/s); {} alerts",
+        "replayed {} events ({} refused in file; {} too late) for {} users in {secs:.2} s ({:.0} events/s); {} alerts",
         outcome.applied,
         loaded.rejected.len(),
-        loaded.rejected_by_reason(),
         outcome.rejected.len(),
         engine.users(),
         outcome.applied as f64 / secs.max(1e-9),

@@ -40,7 +40,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let metrics = Arc::new(Metrics::new());
     // Loads and validates the startup model, and listens for SIGHUP before /healthz answers.
     let (models, watcher) = reload::start(
-        &args.model,
+        &churnguard::model::locate::resolve_model_path(&args.model)?,
         Duration::from_secs(args.model_poll_secs),
         Arc::clone(&metrics),
         args.engine.window.windows,

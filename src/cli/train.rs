@@ -2,9 +2,9 @@
 //! of events, and writes the model artifact with its model card beside it.
 
 use anyhow::{bail, Context, Result};
-use churnguard::model::{card, evaluate, train};
+use churnguard::model::{card, evaluate, train, Kind};
 use churnguard::time::{parse_cutoff_at, parse_duration, parse_instant};
-use churnguard::{replay, DAY_MS};
+use churnguard::DAY_MS;
 
 use super::args::TrainArgs;
 
@@ -64,15 +64,15 @@ pub fn train_config(args: &TrainArgs) -> Result<train::TrainConfig> {
 
 /// The model family and its hyper-parameters.
 fn model_kind(args: &TrainArgs) -> train::ModelKind {
-    match args.kind.as_str() {
-        "forest" => train::ModelKind::RandomForest(train::ForestParams {
+    match Kind::from(args.kind) {
+        Kind::RandomForestRegressor => train::ModelKind::RandomForest(train::ForestParams {
             n_trees: args.trees,
             max_depth: args.max_depth,
             min_samples_leaf: args.min_samples_leaf,
             m: args.max_features,
             seed: args.seed,
         }),
-        _ => train::ModelKind::LogisticRegression { alpha: args.alpha },
+        Kind::LogisticRegression => train::ModelKind::LogisticRegression { alpha: args.alpha },
     }
 }
 
@@ -101,15 +101,7 @@ fn bgnbd_config(args: &TrainArgs) -> Result<Option<train::BgNbdConfig>> {
 /// Trains, writes the artifact and its card, and prints the evaluation table.
 pub fn run(args: &TrainArgs) -> Result<()> {
     let started = std::time::Instant::now();
-    let loaded = replay::load_events(&args.events, i64::MAX / 4, 0)?;
-    if !loaded.rejected.is_empty() {
-        eprintln!(
-            "{} lines of {} refused: {:?}",
-            loaded.rejected.len(),
-            args.events.display(),
-            loaded.rejected_by_reason()
-        );
-    }
+    let loaded = super::load_checked(&args.events, i64::MAX / 4, 0, &args.refusals)?;
     let cfg = train_config(args)?;
     let notes = args
         .card_notes
@@ -125,9 +117,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         card::model_card(&model, &args.events.display().to_string(), notes.as_deref()),
     )
     .with_context(|| format!("cannot write model card {}", card_path.display()))?;
-    let evals: Vec<evaluate::Evaluation> =
-        serde_json::from_value(trained.summary["metrics"]["evaluations"].clone())?;
-    eprint!("{}", evaluate::table(&evals));
+    eprint!(
+        "{}",
+        evaluate::table(trained.artifact.training.evaluations())
+    );
     eprintln!(
         "wrote {} (version {}) and {} in {:.1} s",
         args.out.display(),

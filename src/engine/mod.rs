@@ -854,14 +854,16 @@ fn build_alert(inputs: &AlertInputs<'_>) -> WinbackAlert {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::model::{Model, ModelArtifact, ModelFeature, Transform, ARTIFACT_FORMAT};
+    use crate::model::{
+        Format, Kind, Model, ModelArtifact, ModelFeature, TrainingRecord, Transform,
+    };
 
     /// A model whose score is >= 0.5 exactly when the user has been silent for 20.5 days or more.
     pub(super) fn silence_model() -> Arc<Model> {
         let artifact = ModelArtifact {
-            format: ARTIFACT_FORMAT.into(),
+            format: Format::V1,
             version: "sha256:test".into(),
-            kind: "logistic_regression".into(),
+            kind: Kind::LogisticRegression,
             features: vec![ModelFeature {
                 name: "days_since_last_activity".into(),
                 transform: Transform::Identity,
@@ -871,9 +873,11 @@ pub(super) mod tests {
             }],
             intercept: 0.0,
             threshold: 0.5,
-            training: serde_json::json!({}),
+            training: TrainingRecord::default(),
+            forest: None,
+            derived: None,
         };
-        Arc::new(Model::from_artifact(artifact, "test").unwrap())
+        Arc::new(Model::new(artifact, "test", crate::features::Windows::default()).unwrap())
     }
 
     pub(super) fn ev(user: &str, day: f64, kind: EventKind) -> Event {

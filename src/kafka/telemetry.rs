@@ -36,21 +36,24 @@ pub struct ModelInUse<'a>(pub &'a Model);
 impl Emit for ModelInUse<'_> {
     fn emit(self, metrics: &Metrics) {
         let model = self.0;
-        metrics.set_model(model.version(), &model.artifact().kind, model.threshold());
-        if let Some(auc) = model
-            .artifact()
-            .training
-            .pointer("/metrics/validation/roc_auc")
-            .and_then(|v| v.as_f64())
+        metrics.set_model(
+            model.version(),
+            model.artifact().kind.as_str(),
+            model.threshold(),
+        );
+        let training = &model.artifact().training;
+        if let Some(auc) = training
+            .metrics
+            .as_ref()
+            .and_then(|m| m.validation.as_ref())
+            .and_then(|v| v.roc_auc)
         {
             metrics.model_training_auc.set(auc);
         }
-        if let Some(end) = model
-            .artifact()
-            .training
-            .pointer("/data/last_event")
-            .and_then(|v| v.as_str())
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        if let Some(end) = training
+            .data
+            .as_ref()
+            .and_then(|d| chrono::DateTime::parse_from_rfc3339(&d.last_event).ok())
         {
             metrics
                 .model_data_end

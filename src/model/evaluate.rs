@@ -1,6 +1,6 @@
 //! Evaluating a model at a cutoff: ranking, threshold, budget, calibration and lead-time metrics.
 //!
-//! Rows are the labelled snapshots of [`super::train::labelled_snapshots`] at one cutoff (the
+//! Rows are the labelled snapshots of [`super::dataset::labelled_snapshots`] at one cutoff (the
 //! same replay through the same engine as training and serving); each row is scored with the
 //! model exactly as the service would score that user at that instant.
 //!
@@ -23,65 +23,13 @@
 //!   for a whole horizon are counted apart (`already_churned`). It is a lower bound for the
 //!   service, which may alert on the daily re-score before the cutoff.
 
-use serde::{Deserialize, Serialize};
-
-use super::metrics::{at_threshold, average_precision, roc_auc, AtThreshold};
-use super::train::Row;
+use super::dataset::Row;
+pub use super::quality::{evaluate_scores, Evaluation};
 use super::Model;
 use crate::{Millis, DAY_MS};
 
 /// Default "top k %" budgets reported.
 pub const DEFAULT_TOP_K_PCTS: [f64; 4] = [5.0, 10.0, 20.0, 30.0];
-
-/// Precision, recall and lift of alerting the top `pct` % of users by risk.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct TopK {
-    pub pct: f64,
-    pub users: usize,
-    pub precision: f64,
-    pub recall: f64,
-    pub lift: f64,
-}
-
-/// One bin of the calibration table.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct CalibrationBin {
-    pub lo: f64,
-    pub hi: f64,
-    pub users: usize,
-    pub mean_score: Option<f64>,
-    pub churn_rate: Option<f64>,
-}
-
-/// Lead time of alerts on churners (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LeadTime {
-    /// Alerted churners whose churn was not yet known at the cutoff.
-    pub alerted_churners: usize,
-    /// Alerted users already silent for a whole horizon at the cutoff (no lead time).
-    #[serde(default)]
-    pub already_churned: usize,
-    pub median_days: Option<f64>,
-    pub p25_days: Option<f64>,
-    pub p75_days: Option<f64>,
-}
-
-/// Every metric of one model at one cutoff.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Evaluation {
-    pub cutoff: String,
-    pub horizon_days: f64,
-    pub rows: usize,
-    pub churners: usize,
-    pub churn_rate: f64,
-    pub roc_auc: Option<f64>,
-    pub pr_auc: Option<f64>,
-    pub brier: f64,
-    pub at_threshold: AtThreshold,
-    pub top_k: Vec<TopK>,
-    pub calibration: Vec<CalibrationBin>,
-    pub lead_time: LeadTime,
-}
 
 /// Scores and labels of one cutoff, kept for plots.
 #[derive(Debug, Clone, Default)]
@@ -122,132 +70,6 @@ pub fn evaluate_rows(
     );
     eval.lead_time.already_churned = alerted_leads.len() - leads.len();
     (eval, CutoffScores { scores, labels })
-}
-
-/// Metrics from scores and labels; `leads` are the lead times (days) of alerted churners.
-pub fn evaluate_scores(
-    scores: &[f64],
-    labels: &[bool],
-    leads: &[f64],
-    threshold: f64,
-    cutoff: Millis,
-    horizon: Millis,
-    top_k_pcts: &[f64],
-) -> Evaluation {
-    let n = scores.len();
-    let churners = labels.iter().filter(|&&l| l).count();
-    let base = if n > 0 {
-        churners as f64 / n as f64
-    } else {
-        0.0
-    };
-    let brier = if n > 0 {
-        scores
-            .iter()
-            .zip(labels)
-            .map(|(s, &l)| (s - f64::from(u8::from(l))).powi(2))
-            .sum::<f64>()
-            / n as f64
-    } else {
-        0.0
-    };
-    Evaluation {
-        cutoff: crate::time::rfc3339(cutoff),
-        horizon_days: horizon as f64 / DAY_MS as f64,
-        rows: n,
-        churners,
-        churn_rate: base,
-        roc_auc: roc_auc(scores, labels),
-        pr_auc: average_precision(scores, labels),
-        brier,
-        at_threshold: at_threshold(scores, labels, threshold),
-        top_k: top_k_pcts
-            .iter()
-            .map(|&pct| top_k(scores, labels, pct))
-            .collect(),
-        calibration: calibration(scores, labels, 10),
-        lead_time: lead_time(leads),
-    }
-}
-
-/// Indices of rows by descending score, stable on ties.
-pub fn ranked(scores: &[f64]) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    idx
-}
-
-/// Precision, recall and lift of the top `pct` % of users by score.
-pub fn top_k(scores: &[f64], labels: &[bool], pct: f64) -> TopK {
-    let n = scores.len();
-    let total = labels.iter().filter(|&&l| l).count();
-    let users = ((n as f64 * pct / 100.0).ceil() as usize).clamp(usize::from(n > 0), n);
-    let hits = ranked(scores)
-        .iter()
-        .take(users)
-        .filter(|&&i| labels[i])
-        .count();
-    let precision = if users > 0 {
-        hits as f64 / users as f64
-    } else {
-        0.0
-    };
-    let base = if n > 0 { total as f64 / n as f64 } else { 0.0 };
-    TopK {
-        pct,
-        users,
-        precision,
-        recall: if total > 0 {
-            hits as f64 / total as f64
-        } else {
-            0.0
-        },
-        lift: if base > 0.0 { precision / base } else { 0.0 },
-    }
-}
-
-/// Equal-width reliability table over `[0, 1]`.
-pub fn calibration(scores: &[f64], labels: &[bool], bins: usize) -> Vec<CalibrationBin> {
-    let mut count = vec![0usize; bins];
-    let mut sum = vec![0.0f64; bins];
-    let mut pos = vec![0usize; bins];
-    for (s, &l) in scores.iter().zip(labels) {
-        let b = ((s.clamp(0.0, 1.0) * bins as f64) as usize).min(bins - 1);
-        count[b] += 1;
-        sum[b] += s;
-        pos[b] += usize::from(l);
-    }
-    (0..bins)
-        .map(|b| CalibrationBin {
-            lo: b as f64 / bins as f64,
-            hi: (b + 1) as f64 / bins as f64,
-            users: count[b],
-            mean_score: (count[b] > 0).then(|| sum[b] / count[b] as f64),
-            churn_rate: (count[b] > 0).then(|| pos[b] as f64 / count[b] as f64),
-        })
-        .collect()
-}
-
-fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let pos = q * (sorted.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64))
-}
-
-/// Median and quartiles of lead times.
-pub fn lead_time(leads: &[f64]) -> LeadTime {
-    let mut sorted = leads.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    LeadTime {
-        alerted_churners: sorted.len(),
-        already_churned: 0,
-        median_days: quantile(&sorted, 0.5),
-        p25_days: quantile(&sorted, 0.25),
-        p75_days: quantile(&sorted, 0.75),
-    }
 }
 
 fn opt(x: Option<f64>, digits: usize) -> String {
@@ -335,21 +157,6 @@ pub fn table(evals: &[Evaluation]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn top_k_lift_and_calibration() {
-        let scores = [0.9, 0.8, 0.3, 0.2, 0.1];
-        let labels = [true, false, true, false, false];
-        let t = top_k(&scores, &labels, 20.0);
-        assert_eq!((t.users, t.precision, t.recall), (1, 1.0, 0.5));
-        assert!((t.lift - 2.5).abs() < 1e-12);
-        let c = calibration(&scores, &labels, 10);
-        assert_eq!(c[9].users, 1);
-        assert_eq!(c[8].churn_rate, Some(0.0));
-        assert_eq!(c[5].mean_score, None);
-        let l = lead_time(&[10.0, 30.0, 20.0]);
-        assert_eq!((l.median_days, l.alerted_churners), (Some(20.0), 3));
-    }
 
     #[test]
     fn a_table_has_one_column_per_cutoff() {

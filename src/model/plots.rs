@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
-use super::evaluate::{calibration, ranked, CutoffScores};
+use super::evaluate::CutoffScores;
+use super::quality::{calibration, ranked};
 
 /// One line of a chart: legend label, colour, points.
 type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);

@@ -212,7 +212,7 @@ pub fn evaluate_scores(
         0.0
     };
     Evaluation {
-        cutoff: crate::alert::rfc3339(cutoff),
+        cutoff: crate::time::rfc3339(cutoff),
         horizon_days: horizon as f64 / DAY_MS as f64,
         rows: n,
         churners,

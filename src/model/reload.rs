@@ -306,7 +306,7 @@ mod tests {
         let mut a = m.artifact().clone();
         a.threshold = threshold;
         a.version = a.compute_version();
-        m = Model::from_artifact(a, "test").unwrap();
+        m = Model::new(a, "test", Windows::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.json");
         m.save(&p).unwrap();
