@@ -20,7 +20,7 @@ use super::dataset::Row;
 use super::forest::{extract_smartcore_forest, Forest};
 use super::inputs::Inputs;
 use super::record::TrainingRecord;
-use super::train::{ForestParams, ModelKind, TrainConfig, TrainError};
+use super::train_config::{ForestParams, ModelKind, TrainConfig, TrainError};
 use super::{DerivedSpec, Format, Kind, Model, ModelArtifact, ModelFeature};
 
 /// What the fit produced, before a threshold is chosen.

@@ -7,7 +7,7 @@ use super::bgnbd::CustomerReader;
 use super::dataset::Row;
 use super::derived::{input_index, input_name, DerivedSpec, DERIVED_NAMES, NUM_DERIVED};
 use super::record::DuplicateInput;
-use super::train::{ModelKind, TrainConfig, TrainError};
+use super::train_config::{ModelKind, TrainConfig, TrainError};
 use super::{ModelFeature, Transform};
 use crate::features::{FeatureLayout, FeatureVector, MAX_FEATURES};
 

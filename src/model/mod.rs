@@ -48,6 +48,7 @@ pub mod quality;
 pub mod record;
 pub mod reload;
 pub mod train;
+pub mod train_config;
 pub mod transform;
 
 pub use crate::scoring::Contribution;
