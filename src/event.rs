@@ -360,6 +360,56 @@ mod tests {
         assert!(decode(payload.as_bytes(), NOW, SKEW).is_ok());
     }
 
+    /// Instants whose whole seconds do not fit the engine's 32-bit clock are refused with the
+    /// range named, not clamped to its ends.
+    #[test]
+    fn timestamps_outside_the_representable_range_are_refused_with_the_range() {
+        let far_now = i64::MAX / 4;
+        for ts in [
+            "1969-12-31T23:59:59Z",
+            "0001-01-01T00:00:00Z",
+            "2100-01-01T00:00:00Z",
+            "2106-02-07T06:28:16Z",
+            "9999-12-31T23:59:59Z",
+        ] {
+            let payload = format!(r#"{{"event_id":"e","user_id":"u","type":"login","ts":"{ts}"}}"#);
+            let r = decode(payload.as_bytes(), far_now, 0)
+                .map(|e| e.ts)
+                .expect_err(ts);
+            assert_eq!(r.reason, RejectReason::BadTimestamp, "{ts}: {r}");
+            assert!(
+                r.detail.contains("1970-01-01T00:00:01Z")
+                    && r.detail.contains("2100-01-01T00:00:00Z"),
+                "{ts}: the detail names the range: {r}"
+            );
+        }
+        for ts in ["1970-01-01T00:00:00Z", "2099-12-31T23:59:59.999Z"] {
+            let payload = format!(r#"{{"event_id":"e","user_id":"u","type":"login","ts":"{ts}"}}"#);
+            assert!(decode(payload.as_bytes(), far_now, 0).is_ok(), "{ts}");
+        }
+    }
+
+    /// Amounts are whole cents in 32-bit day counters: beyond the documented maximum an amount
+    /// is refused, never capped.
+    #[test]
+    fn amounts_beyond_the_maximum_are_refused() {
+        for amount in ["1e30", "10000000.01", "42949672.96"] {
+            let payload = format!(
+                r#"{{"event_id":"e","user_id":"u","type":"purchase","ts":"2023-11-14T22:13:20Z","amount":{amount}}}"#
+            );
+            let r = decode(payload.as_bytes(), NOW, SKEW)
+                .map(|e| e.amount)
+                .expect_err(amount);
+            assert_eq!(r.reason, RejectReason::InvalidAmount, "{amount}: {r}");
+            assert!(
+                r.detail.contains("10000000"),
+                "{amount}: names the maximum: {r}"
+            );
+        }
+        let at_max = br#"{"event_id":"e","user_id":"u","type":"purchase","ts":"2023-11-14T22:13:20Z","amount":10000000}"#;
+        assert_eq!(decode(at_max, NOW, SKEW).unwrap().amount, 10_000_000.0);
+    }
+
     #[test]
     fn rejection_messages_name_the_field() {
         let r = decode(

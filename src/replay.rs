@@ -205,3 +205,145 @@ pub fn replay(engine: &mut Engine, events: &[Event], until: Option<Millis>) -> R
         .collect();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::EngineConfig;
+    use crate::event::EventKind;
+    use crate::model::Model;
+
+    fn file_of(lines: &[String]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        for l in lines {
+            writeln!(f, "{l}").unwrap();
+        }
+        f.flush().unwrap();
+        f
+    }
+
+    fn line(user: &str, id: &str, kind: &str, ts: &str, amount: f64) -> String {
+        format!(
+            r#"{{"event_id":"{id}","user_id":"{user}","type":"{kind}","ts":"{ts}","amount":{amount}}}"#
+        )
+    }
+
+    /// Runs `f` on its own thread and fails if it has not returned within `secs`.
+    fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(secs))
+            .unwrap_or_else(|_| panic!("did not return within {secs} s"))
+    }
+
+    #[test]
+    fn events_before_1970_or_after_the_range_are_refused_not_clamped() {
+        let f = file_of(&[
+            line("u", "a", "login", "1969-07-20T20:17:40Z", 0.0),
+            line("u", "b", "login", "0001-01-01T00:00:00Z", 0.0),
+            line("u", "c", "login", "2106-02-07T06:28:16Z", 0.0),
+            line("u", "d", "login", "2023-11-14T22:13:20Z", 0.0),
+        ]);
+        let loaded = load_events(f.path(), i64::MAX / 4, 0).unwrap();
+        assert_eq!(loaded.events.len(), 1, "{:?}", loaded.events);
+        let lines: Vec<usize> = loaded.rejected.iter().map(|(n, _)| *n).collect();
+        assert_eq!(lines, [1, 2, 3]);
+        for (_, r) in &loaded.rejected {
+            assert_eq!(r.reason.as_str(), "bad_timestamp", "{r}");
+            assert!(r.detail.contains("1970-01-01T00:00:00Z"), "{r}");
+        }
+    }
+
+    #[test]
+    fn running_the_clock_on_over_no_events_returns() {
+        let alerts = within(60, || {
+            let mut engine = Engine::new(EngineConfig::default(), None);
+            let until = crate::config::parse_instant("2026-07-30T00:00:00Z").unwrap();
+            replay(&mut engine, &[], Some(until)).alerts.len()
+        });
+        assert_eq!(alerts, 0);
+    }
+
+    fn alert_ids(
+        path: &Path,
+        model: &Arc<Model>,
+        until: Millis,
+    ) -> std::collections::BTreeSet<String> {
+        let loaded = load_events(path, i64::MAX / 4, 0).unwrap();
+        let mut engine = Engine::new(EngineConfig::default(), Some(Arc::clone(model)));
+        replay(&mut engine, &loaded.events, Some(until))
+            .alerts
+            .into_iter()
+            .map(|a| a.alert_id)
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// The same events in any file order give the same alerts, also when many share a
+        /// timestamp (day-resolution sources such as CDNOW).
+        #[test]
+        fn the_alerts_do_not_depend_on_file_order(
+            events in proptest::collection::vec((0u8..4, 0u32..90, 0usize..6, 0u32..30_000), 1..120),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let model = Arc::new(
+                Model::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/churn-lr.json"))).unwrap(),
+            );
+            let kinds = ["login", "purchase", "page_view", "search", "cart_add", "complaint"];
+            let lines: Vec<String> = events
+                .iter()
+                .enumerate()
+                .map(|(i, (user, day, kind, cents))| {
+                    let ts = chrono::DateTime::from_timestamp_millis(1_600_000_000_000 + i64::from(*day) * DAY_MS)
+                        .unwrap()
+                        .to_rfc3339();
+                    line(&format!("u{user}"), &format!("e{i}"), kinds[*kind], &ts, f64::from(*cents) / 100.0)
+                })
+                .collect();
+            let mut shuffled = lines.clone();
+            // Fisher-Yates with a small LCG: any permutation, reproducible from the seed.
+            let mut state = seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                shuffled.swap(i, (state >> 33) as usize % (i + 1));
+            }
+            let mut reversed = lines.clone();
+            reversed.reverse();
+            let until = 1_600_000_000_000 + 200 * DAY_MS;
+            let a = alert_ids(file_of(&lines).path(), &model, until);
+            let b = alert_ids(file_of(&shuffled).path(), &model, until);
+            let c = alert_ids(file_of(&reversed).path(), &model, until);
+            proptest::prop_assert_eq!(&a, &b);
+            proptest::prop_assert_eq!(&a, &c);
+        }
+    }
+
+    #[test]
+    fn equal_timestamps_are_ordered_by_content_not_by_arrival() {
+        let ts = 1_600_000_000_000;
+        let ev = |user: &str, id: &str, kind: EventKind| Event {
+            event_id: id.into(),
+            user_id: user.into(),
+            kind,
+            ts,
+            amount: 0.0,
+        };
+        let mut a = vec![
+            ev("b", "1", EventKind::Login),
+            ev("a", "2", EventKind::Purchase),
+            ev("a", "1", EventKind::Login),
+        ];
+        let f1 = file_of(&a.iter().map(event::encode).collect::<Vec<_>>());
+        a.reverse();
+        let f2 = file_of(&a.iter().map(event::encode).collect::<Vec<_>>());
+        let l1 = load_events(f1.path(), i64::MAX / 4, 0).unwrap().events;
+        let l2 = load_events(f2.path(), i64::MAX / 4, 0).unwrap().events;
+        assert_eq!(l1, l2);
+    }
+}

@@ -28,6 +28,8 @@ use crate::scoring::Scorer;
 use crate::{Millis, DAY_MS};
 
 pub mod changelog;
+#[cfg(test)]
+mod limits_tests;
 mod timers;
 use changelog::ChangeSet;
 use timers::TimerQueue;

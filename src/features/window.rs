@@ -731,6 +731,33 @@ mod tests {
         assert_eq!(out.len(), 4);
     }
 
+    /// More events on one day than a 16-bit count holds, with more than 255 of each kind.
+    #[test]
+    fn a_day_beyond_the_compact_counters_is_counted_exactly() {
+        let mut w = DayWindows::default();
+        let mut evs = Vec::new();
+        for i in 0..70_000u32 {
+            let kind =
+                [EventKind::PageView, EventKind::Login, EventKind::Purchase][(i % 3) as usize];
+            evs.push(ev(10, kind, 9_999_999.99));
+        }
+        evs.push(ev(11, EventKind::Login, 0.0));
+        for e in &evs {
+            w.add(e);
+        }
+        let t = w.totals(11, 7);
+        assert_eq!(t, recount(&evs, 11, 7));
+        assert_eq!(t.events, 70_001);
+        assert_eq!(t.purchases, 23_333);
+        assert_eq!(t.spend_cents, 23_333 * 999_999_999);
+        assert_eq!(t.active_days, 2);
+        assert_eq!(w.len(), 2, "one bucket per active day, however heavy");
+        // The packed form carries a heavy day too.
+        let (hot, packed, first) = w.to_parts();
+        let back = DayWindows::from_parts(hot, packed, first).unwrap();
+        assert_eq!(back.totals(11, 7), t);
+    }
+
     /// Brute-force recount of `evs` over the `days` days ending at `today`.
     fn recount(evs: &[Event], today: u32, days: u32) -> WindowTotals {
         let mut t = WindowTotals::default();
@@ -796,6 +823,37 @@ mod tests {
             prop_assert!(totals[plan.len()..].iter().all(|t| *t == WindowTotals::default()));
             prop_assert!(w.buckets().all(|b| u32::from(b.day) + windows.kept_days() > today));
             prop_assert!(w.len() <= windows.kept_days() as usize);
+        }
+
+        /// Heavy days too: hundreds of one kind, amounts up to the maximum, any order of
+        /// arrival (late days included). A bot's day must be counted, not capped.
+        #[test]
+        fn heavy_days_equal_brute_force(
+            bursts in proptest::collection::vec((0u32..40, 0usize..15, 0u32..=1_000_000_000, 1u32..700), 1..25),
+            later in 0u32..100,
+        ) {
+            let evs: Vec<Event> = bursts
+                .iter()
+                .flat_map(|(d, k, c, n)| {
+                    let e = ev(*d, EventKind::ALL[*k], f64::from(*c) / 100.0);
+                    std::iter::repeat_n(e, *n as usize)
+                })
+                .collect();
+            let mut w = DayWindows::default();
+            let mut clock = 0;
+            for e in &evs {
+                clock = clock.max(day_of(e.ts));
+                w.add(e);
+                w.prune(clock, MIN_KEPT_DAYS);
+            }
+            let today = clock + later;
+            let plan = [7u16, 30, 90];
+            let totals = w.totals_ascending(today, &plan);
+            for (i, d) in plan.iter().enumerate() {
+                prop_assert_eq!(totals[i], recount(&evs, today, u32::from(*d)), "window {}", d);
+            }
+            let nested = w.totals_nested(today, [7, 30, 90]);
+            prop_assert_eq!(nested, [totals[0], totals[1], totals[2]]);
         }
 
         /// Any order of arrival gives the same windows as a brute-force recount.

@@ -1,0 +1,94 @@
+//! The engine's input limits: identifiers, amounts and instants it cannot hold exactly are
+//! refused with a reason, and no clock movement can spin forever.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::tests::{ev, silence_model};
+use super::*;
+
+/// Runs `f` on its own thread and fails if it has not returned within `secs`: a hang is a test
+/// failure, not a stuck suite.
+pub(crate) fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("did not return within {secs} s"))
+}
+
+fn refusal(r: Result<Applied, Rejection>) -> Rejection {
+    match r {
+        Err(r) => r,
+        Ok(a) => panic!("accepted: {a:?}"),
+    }
+}
+
+#[test]
+fn identifiers_longer_than_the_limit_are_refused_as_invalid_id() {
+    let mut e = Engine::new(EngineConfig::default(), None);
+    let long_user = ev(&"u".repeat(257), 1.0, EventKind::Login);
+    let r = refusal(e.apply(&long_user));
+    assert_eq!(r.reason.as_str(), "invalid_id", "{r}");
+    assert!(
+        r.detail.contains("user_id") && r.detail.contains("256"),
+        "{r}"
+    );
+    let mut long_event = ev("u", 1.0, EventKind::Login);
+    long_event.event_id = "e".repeat(257);
+    let r = refusal(e.apply(&long_event));
+    assert_eq!(r.reason.as_str(), "invalid_id", "{r}");
+    assert!(r.detail.contains("event_id"), "{r}");
+    assert_eq!(e.users(), 0, "nothing of a refused event is kept");
+    // Exactly at the limit (bytes, not characters) is fine.
+    let mut at_limit = ev(&"é".repeat(128), 1.0, EventKind::Login);
+    at_limit.event_id = "e".repeat(256);
+    assert!(e.apply(&at_limit).is_ok());
+}
+
+#[test]
+fn events_outside_the_representable_time_range_are_refused_not_clamped() {
+    let mut e = Engine::new(EngineConfig::default(), None);
+    for ts in [
+        -DAY_MS,
+        -1,
+        4_102_444_800_000, // 2100-01-01T00:00:00Z
+        4_294_967_296_000, // 2106-02-07T06:28:16Z, past the 32-bit seconds
+        i64::MAX / 4,
+    ] {
+        let mut x = ev("u", 0.0, EventKind::Login);
+        x.ts = ts;
+        let r = refusal(e.apply(&x));
+        assert_eq!(r.reason.as_str(), "bad_timestamp", "{ts}: {r}");
+        assert!(r.detail.contains("2100-01-01T00:00:00Z"), "{ts}: {r}");
+    }
+    assert_eq!(e.users(), 0);
+}
+
+#[test]
+fn amounts_beyond_the_maximum_are_refused_by_the_engine_too() {
+    let mut e = Engine::new(EngineConfig::default(), None);
+    for amount in [1e30, 10_000_000.01, f64::INFINITY, -1.0] {
+        let mut x = ev("u", 1.0, EventKind::Purchase);
+        x.amount = amount;
+        let r = refusal(e.apply(&x));
+        assert_eq!(r.reason.as_str(), "invalid_amount", "{amount}: {r}");
+    }
+    assert_eq!(e.users(), 0);
+}
+
+/// An event past the 32-bit seconds once made every deadline saturate at the last second, and
+/// advancing to it re-fired the same timer forever.
+#[test]
+fn advancing_to_the_end_of_time_returns() {
+    within(60, || {
+        let mut e = Engine::new(EngineConfig::default(), Some(silence_model()));
+        let far = 4_294_967_296_000 + DAY_MS;
+        let mut x = ev("u", 0.0, EventKind::Login);
+        x.ts = far;
+        let _ = e.apply(&x);
+        e.advance(far, &mut Vec::new());
+        e.advance(i64::MAX / 4, &mut Vec::new());
+    });
+}

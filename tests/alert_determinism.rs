@@ -1,0 +1,218 @@
+//! Which alerts exist is a function of the events and the configuration: not of the order of
+//! lines in a file, nor of how fast each input partition happens to be consumed.
+//!
+//! The file-order test uses `../shared/data/cdnow/CDNOW_master.txt` (or `data/cdnow/`, made by
+//! `scripts/fetch-cdnow.sh`) and says loudly that it skipped when neither is there. The service
+//! test runs two instances, one after the other, over the same three-partition backlog on Tansu,
+//! with fetch sizes that make one consume the partitions in lock step and the other one
+//! partition far ahead of the others.
+
+mod util;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use churnguard::engine::{Engine, EngineConfig};
+use churnguard::event::{encode, Event, EventKind};
+use churnguard::model::Model;
+use churnguard::{replay, synth, DAY_MS};
+use util::changelog::committed_to_end;
+use util::service::{now_ms, produce_events, Service, Topics};
+use util::{create_topic, shared, unique, wait_until};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// CDNOW purchases as JSONL lines in the order of the raw file, or `None` with a printed reason.
+fn cdnow_lines() -> Option<Vec<String>> {
+    let jsonl = root().join("data/cdnow/events.jsonl");
+    if let Ok(text) = std::fs::read_to_string(&jsonl) {
+        return Some(text.lines().map(str::to_string).collect());
+    }
+    let raw = root().join("../shared/data/cdnow/CDNOW_master.txt");
+    let Ok(text) = std::fs::read_to_string(&raw) else {
+        eprintln!(
+            "SKIPPED: CDNOW data not available (run scripts/fetch-cdnow.sh to create {}, or \
+             provide {}); the file-order test did not run",
+            jsonl.display(),
+            raw.display()
+        );
+        return None;
+    };
+    // Same conversion as scripts/cdnow_to_events.py: purchases at 12:00 UTC of their day.
+    let mut lines = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() != 4 || !f[0].bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let d = f[1];
+        let ts = churnguard::config::parse_instant(&format!(
+            "{}-{}-{}T12:00:00Z",
+            &d[..4],
+            &d[4..6],
+            &d[6..]
+        ))
+        .expect("date");
+        lines.push(encode(&Event {
+            event_id: format!("cdnow-{}", i + 1),
+            user_id: format!("c{:05}", f[0].parse::<u32>().expect("id")),
+            kind: EventKind::Purchase,
+            ts,
+            amount: f[3].parse().expect("dollars"),
+        }));
+    }
+    Some(lines)
+}
+
+fn replay_alert_ids(lines: &[String], model: &Arc<Model>) -> BTreeSet<String> {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+    f.flush().unwrap();
+    let loaded = replay::load_events(f.path(), i64::MAX / 4, 0).unwrap();
+    assert!(loaded.rejected.is_empty());
+    let until = churnguard::config::parse_instant("1998-10-01").unwrap();
+    let mut engine = Engine::new(EngineConfig::default(), Some(Arc::clone(model)));
+    replay::replay(&mut engine, &loaded.events, Some(until))
+        .alerts
+        .into_iter()
+        .map(|a| a.alert_id)
+        .collect()
+}
+
+#[test]
+fn cdnow_alerts_do_not_depend_on_file_order() {
+    let Some(lines) = cdnow_lines() else { return };
+    let model = Arc::new(Model::load(&root().join("models/cdnow-lr.json")).unwrap());
+    let reference = replay_alert_ids(&lines, &model);
+    let mut reversed = lines.clone();
+    reversed.reverse();
+    let mut shuffled = lines.clone();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..shuffled.len()).rev() {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        shuffled.swap(i, (state >> 33) as usize % (i + 1));
+    }
+    for (name, order) in [("reversed", reversed), ("shuffled", shuffled)] {
+        let other = replay_alert_ids(&order, &model);
+        let only_ref = reference.difference(&other).count();
+        let only_other = other.difference(&reference).count();
+        assert!(
+            only_ref == 0 && only_other == 0,
+            "{name} file: {} alerts vs {} in file order ({only_ref} only in file order, \
+             {only_other} only {name})",
+            other.len(),
+            reference.len()
+        );
+    }
+    util::log(format!(
+        "CDNOW: {} alerts, identical in file, reversed and shuffled order",
+        reference.len()
+    ));
+}
+
+/// One service run over `input` with its own group and alert topic, consumed with the given
+/// `--kafka-option`s; returns the alert ids once every event is committed and every user's
+/// last timer has fired (the data lies further back than the retention, so that is eviction).
+fn run_service(bootstrap: &str, input: &str, name: &str, options: &[&str]) -> BTreeSet<String> {
+    let t = Topics {
+        input: input.to_string(),
+        alerts: unique(&format!("{name}-alerts")),
+        dlq: unique(&format!("{name}-dlq")),
+        group: unique(&format!("{name}-group")),
+    };
+    create_topic(bootstrap, &t.alerts, 1);
+    create_topic(bootstrap, &t.dlq, 1);
+    let mut args = Vec::new();
+    for o in options {
+        args.extend(["--kafka-option", o]);
+    }
+    let mut s = Service::start_with(bootstrap, &t, &args);
+    let done = wait_until(Duration::from_secs(300), || {
+        committed_to_end(bootstrap, &t)
+            && s.try_metrics().is_some_and(|m| {
+                m.sum("churnguard_users_tracked", &[]) == 0.0
+                    && m.sum("churnguard_events_consumed_total", &[]) > 0.0
+            })
+    });
+    assert!(done, "{name} did not finish; log:\n{}", s.log_text());
+    let published = s.metrics().sum("churnguard_alerts_published_total", &[]) as usize;
+    let alerts = util::consume_all(bootstrap, &t.alerts, published, Duration::from_secs(60));
+    assert_eq!(
+        alerts.len(),
+        published,
+        "{name}: every published alert is read back"
+    );
+    let status = s.terminate(Duration::from_secs(35));
+    assert!(
+        status.success(),
+        "{name} exit {status}; log:\n{}",
+        s.log_text()
+    );
+    alerts
+        .iter()
+        .map(|(_, payload, _)| {
+            let a: serde_json::Value = serde_json::from_str(payload).unwrap();
+            a["alert_id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn alerts_do_not_depend_on_partition_consumption_speed() {
+    let broker = shared();
+    let bootstrap = broker.bootstrap();
+    let (_, events) = synth::generate(&synth::SynthConfig {
+        users: 500,
+        days: 150,
+        // Further back than the retention: once caught up, the wall clock takes every user
+        // through their last timer in both runs, whenever each run happens.
+        end: now_ms() - 500 * DAY_MS,
+        churn_share: 0.3,
+        seed: 41,
+    });
+    let input = unique("determinism-in");
+    create_topic(&bootstrap, &input, 3);
+    produce_events(&bootstrap, &input, &events);
+    // Small fetches: the three partitions advance in lock step.
+    let lockstep = run_service(
+        &bootstrap,
+        &input,
+        "lockstep",
+        &["max.partition.fetch.bytes=2048"],
+    );
+    // Fetches large enough for a whole partition's backlog: one partition runs far ahead.
+    let skewed = run_service(
+        &bootstrap,
+        &input,
+        "skewed",
+        &[
+            "max.partition.fetch.bytes=104857600",
+            "fetch.max.bytes=104857600",
+        ],
+    );
+    let only_lockstep: Vec<_> = lockstep.difference(&skewed).take(5).collect();
+    let only_skewed: Vec<_> = skewed.difference(&lockstep).take(5).collect();
+    assert!(
+        only_lockstep.is_empty() && only_skewed.is_empty(),
+        "{} events: {} alerts in lock step, {} with one partition ahead; e.g. only in lock \
+         step {only_lockstep:?}, only ahead {only_skewed:?}",
+        events.len(),
+        lockstep.len(),
+        skewed.len()
+    );
+    assert!(!lockstep.is_empty(), "the stream has churners to alert");
+    util::log(format!(
+        "{} events over 3 partitions: the same {} alerts at both consumption speeds",
+        events.len(),
+        lockstep.len()
+    ));
+}
