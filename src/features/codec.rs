@@ -10,6 +10,10 @@
 //! reach 180 would silently undercount its longest windows, so the reader compares (see
 //! [`Decoded::kept_days`]). Format 1 records, written before windows were configurable, kept
 //! 90 days.
+//!
+//! Format 3 has the layout of format 2; its packed days may hold a day more than once (the
+//! further buckets of a day too heavy for one, see [`DayWindows`]). A build that reads only
+//! formats 1 and 2 refuses it by its number rather than misreading such a day as corrupt.
 
 use super::caps::CapState;
 use super::state::Instant32;
@@ -17,7 +21,10 @@ use super::window::{DayBucket, DayWindows, MAX_HORIZON_DAYS, MIN_KEPT_DAYS};
 use super::UserState;
 
 /// Layout version written as the first byte.
-pub const FORMAT: u8 = 2;
+pub const FORMAT: u8 = 3;
+
+/// Format 3's layout, written before a day could span several buckets; still read.
+const FORMAT_V2: u8 = 2;
 
 /// The format before the kept days were recorded; still read, as having kept 90 days.
 const FORMAT_V1: u8 = 1;
@@ -119,12 +126,12 @@ impl Reader<'_> {
     }
 }
 
-/// Decodes one record written by [`encode`] (or by a build writing format 1).
+/// Decodes one record written by [`encode`] (or by a build writing format 1 or 2).
 pub fn decode(bytes: &[u8]) -> Result<Decoded, CodecError> {
     let mut r = Reader { bytes, pos: 0 };
     let kept_days = match r.u8()? {
         FORMAT_V1 => MIN_KEPT_DAYS,
-        FORMAT => {
+        FORMAT_V2 | FORMAT => {
             let kept = u32::from(r.u16()?);
             if !(MIN_KEPT_DAYS..=u32::from(MAX_HORIZON_DAYS)).contains(&kept) {
                 return Err(CodecError::Corrupt(format!("kept days {kept}")));
@@ -316,6 +323,29 @@ mod tests {
                 Err(CodecError::Corrupt("lifecycle stage 6".into()))
             );
         }
+    }
+
+    #[test]
+    fn format_2_records_still_read() {
+        let s = state_from(&[(10, 0, 0), (40, 6, 1234), (41, 1, 0)]);
+        let mut bytes = Vec::new();
+        encode(&s, 180, &mut bytes);
+        bytes[0] = 2;
+        let back = decode(&bytes).unwrap();
+        assert_eq!((back.state, back.kept_days), (s, 180));
+    }
+
+    /// A day heavier than one bucket survives the round trip exactly.
+    #[test]
+    fn heavy_days_round_trip() {
+        let s = state_from(&[(10, 6, 4_000_000_000), (10, 6, 4_000_000_000), (11, 0, 0)]);
+        assert_eq!(s.windows.len(), 2);
+        let mut bytes = Vec::new();
+        encode(&s, MIN_KEPT_DAYS, &mut bytes);
+        assert_eq!(bytes[0], FORMAT);
+        let back = decode(&bytes).unwrap().state;
+        assert_eq!(back, s);
+        assert_eq!(back.windows.totals(11, 7).spend_cents, 2 * 4_000_000_000);
     }
 
     #[test]

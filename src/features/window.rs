@@ -149,9 +149,10 @@ impl fmt::Display for Windows {
     }
 }
 
-/// Counters for one calendar day (UTC) of one user, in 16 bytes. Counters saturate rather than
-/// wrap: at 65,535 events, or 255 of one kind, per user and day — beyond what a person does (a
-/// bot that exceeds it is still visible as a saturated day).
+/// Counters for one calendar day (UTC) of one user, in 16 bytes: sized for what a person does in
+/// a day. A day that outgrows one (65,535 events, 255 of one kind, 2^32 cents) continues in
+/// another bucket of the same day (see [`DayWindows`]), so heavy days are counted exactly at no
+/// cost to ordinary users.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DayBucket {
     /// Days since the Unix epoch (u16 lasts until 2149).
@@ -172,6 +173,29 @@ pub struct DayBucket {
 const _: () = assert!(std::mem::size_of::<DayBucket>() == 16);
 
 impl DayBucket {
+    /// Whether one more event of `kind` worth `amount_cents` fits every counter it touches.
+    fn fits(&self, kind: EventKind, amount_cents: u32) -> bool {
+        let counter = match kind {
+            EventKind::Login => self.logins,
+            EventKind::PageView => self.page_views,
+            EventKind::CartAdd => self.cart_adds,
+            EventKind::Purchase => {
+                if self.spend_cents.checked_add(amount_cents).is_none() {
+                    return false;
+                }
+                self.purchases
+            }
+            EventKind::Refund => self.refunds,
+            EventKind::Complaint => self.complaints,
+            EventKind::CouponRedeem => self.coupons,
+            EventKind::Review | EventKind::Share => self.social,
+            _ => 0,
+        };
+        self.events < u16::MAX && counter < u8::MAX
+    }
+
+    /// Counts one event; the caller checked [`DayBucket::fits`] (saturating all the same, so a
+    /// mistake undercounts instead of wrapping).
     fn add(&mut self, kind: EventKind, amount_cents: u32) {
         self.events = self.events.saturating_add(1);
         match kind {
@@ -223,7 +247,8 @@ impl WindowTotals {
         self.active_days += o.active_days;
     }
 
-    fn add(&mut self, b: &DayBucket) {
+    /// Adds a bucket; `new_day` unless an earlier bucket of the same day was added already.
+    fn add(&mut self, b: &DayBucket, new_day: bool) {
         self.events += u32::from(b.events);
         self.logins += u32::from(b.logins);
         self.page_views += u32::from(b.page_views);
@@ -234,18 +259,20 @@ impl WindowTotals {
         self.coupons += u32::from(b.coupons);
         self.social += u32::from(b.social);
         self.spend_cents += u64::from(b.spend_cents);
-        self.active_days += 1;
+        self.active_days += u32::from(new_day);
     }
 }
 
-/// The active-day buckets of one user, sorted by day, at most one per day.
+/// The active-day buckets of one user, sorted by day. A day has one bucket, unless it outgrew
+/// one ([`DayBucket`]): then its further buckets follow it, with the same day.
 ///
 /// Layout (40 bytes inline plus a few bytes per older active day): the latest active day is
 /// kept unpacked in `hot`, since nearly every event lands on it; older days are packed into one
 /// byte string, oldest first, each record being
 ///
 /// ```text
-/// varint(days since the previous record; 0 for the first, which is at `first_day`)
+/// varint(days since the previous record; 0 for the first, which is at `first_day`, and for
+///        a further bucket of the previous record's day)
 /// varint(mask of non-zero counters, bit i = FIELDS[i])
 /// varint(counter) for each bit set, in bit order
 /// ```
@@ -373,7 +400,8 @@ pub fn day_of(ts: Millis) -> u32 {
     u32::try_from(ts.div_euclid(DAY_MS)).unwrap_or(0)
 }
 
-/// Rounds a money amount to whole cents, saturating at `u32::MAX` cents.
+/// Rounds a money amount to whole cents, saturating at `u32::MAX` cents (amounts are checked
+/// against [`crate::event::MAX_AMOUNT`], far below, before they reach here).
 pub fn to_cents(amount: f64) -> u32 {
     let cents = (amount * 100.0).round();
     if cents <= 0.0 {
@@ -405,7 +433,7 @@ impl DayWindows {
             .chain(self.has_hot().then_some(self.hot))
     }
 
-    /// Replaces the content with `buckets` (ascending by day, one per day).
+    /// Replaces the content with `buckets` (ascending by day; a heavy day's buckets in a row).
     fn rebuild(&mut self, buckets: &[DayBucket]) {
         *self = DayWindows::default();
         let Some((last, older)) = buckets.split_last() else {
@@ -433,45 +461,56 @@ impl DayWindows {
                 ..DayBucket::default()
             };
         }
-        if day == self.hot.day {
-            self.hot.add(event.kind, cents);
-        } else if day > self.hot.day {
-            // A new latest day: pack the previous one. Exact growth, since a new active day is
-            // rare next to events and doubling would leave slack in every user's buffer.
-            let mut out = std::mem::take(&mut self.packed).into_vec();
-            let delta = if out.is_empty() {
-                self.first_day = self.hot.day;
-                0
-            } else {
-                self.hot.day - self.last_packed_day
-            };
-            let mut record = Vec::with_capacity(16);
-            self.hot.pack(delta, &mut record);
-            out.reserve_exact(record.len());
-            out.extend_from_slice(&record);
-            self.packed = out.into_boxed_slice();
-            self.last_packed_day = self.hot.day;
-            self.hot = DayBucket {
-                day,
-                ..DayBucket::default()
-            };
+        if day >= self.hot.day {
+            if day > self.hot.day || !self.hot.fits(event.kind, cents) {
+                // A new latest day, or a day too heavy for one bucket: pack the hot bucket and
+                // start another.
+                self.pack_hot();
+                self.hot = DayBucket {
+                    day,
+                    ..DayBucket::default()
+                };
+            }
             self.hot.add(event.kind, cents);
         } else {
             // Late into an older day: rare, so unpack, fold in and repack.
             let mut all: Vec<DayBucket> = self.buckets().collect();
-            match all.binary_search_by_key(&day, |b| b.day) {
-                Ok(i) => all[i].add(event.kind, cents),
-                Err(i) => {
+            // Into the day's last bucket, or a new one after it when that one is full.
+            let after = all.partition_point(|b| b.day <= day);
+            let open = after
+                .checked_sub(1)
+                .filter(|&i| all[i].day == day && all[i].fits(event.kind, cents));
+            match open {
+                Some(i) => all[i].add(event.kind, cents),
+                None => {
                     let mut b = DayBucket {
                         day,
                         ..DayBucket::default()
                     };
                     b.add(event.kind, cents);
-                    all.insert(i, b);
+                    all.insert(after, b);
                 }
             }
             self.rebuild(&all);
         }
+    }
+
+    /// Appends the hot bucket to the packed records. Exact growth, since a new active day is
+    /// rare next to events and doubling would leave slack in every user's buffer.
+    fn pack_hot(&mut self) {
+        let mut out = std::mem::take(&mut self.packed).into_vec();
+        let delta = if out.is_empty() {
+            self.first_day = self.hot.day;
+            0
+        } else {
+            self.hot.day - self.last_packed_day
+        };
+        let mut record = Vec::with_capacity(16);
+        self.hot.pack(delta, &mut record);
+        out.reserve_exact(record.len());
+        out.extend_from_slice(&record);
+        self.packed = out.into_boxed_slice();
+        self.last_packed_day = self.hot.day;
     }
 
     /// Drops the buckets that no window of at most `keep_days` days ending at `today` or later
@@ -517,7 +556,9 @@ impl DayWindows {
     /// Totals of several windows ending at `today` in one pass over the buckets.
     pub fn totals_nested<const N: usize>(&self, today: u32, days: [u32; N]) -> [WindowTotals; N] {
         let mut out = [WindowTotals::default(); N];
+        let mut previous = None;
         for b in self.buckets() {
+            let new_day = previous.replace(b.day) != Some(b.day);
             let day = u32::from(b.day);
             if day > today {
                 continue;
@@ -525,7 +566,7 @@ impl DayWindows {
             let age = today - day;
             for (i, d) in days.iter().enumerate() {
                 if age < *d {
-                    out[i].add(&b);
+                    out[i].add(&b, new_day);
                 }
             }
         }
@@ -541,14 +582,16 @@ impl DayWindows {
         debug_assert!(days.len() <= MAX_PLAN && days.windows(2).all(|p| p[0] < p[1]));
         let mut out = [WindowTotals::default(); MAX_PLAN];
         let n = days.len().min(MAX_PLAN);
+        let mut previous = None;
         for b in self.buckets() {
+            let new_day = previous.replace(b.day) != Some(b.day);
             let day = u32::from(b.day);
             if day > today {
                 continue;
             }
             let age = today - day;
             if let Some(i) = days[..n].iter().position(|d| age < u32::from(*d)) {
-                out[i].add(&b);
+                out[i].add(&b, new_day);
             }
         }
         for i in 1..n {
@@ -565,7 +608,8 @@ impl DayWindows {
     }
 
     /// Rebuilds windows from [`Self::to_parts`], checking that the packed records decode to
-    /// ascending days before the latest one (persisted bytes are input like any other).
+    /// ascending days (a day repeated by the further buckets of a heavy day) up to the latest
+    /// one (persisted bytes are input like any other).
     pub fn from_parts(hot: DayBucket, packed: &[u8], first_day: u16) -> Result<DayWindows, String> {
         let mut w = DayWindows {
             packed: packed.into(),
@@ -577,7 +621,7 @@ impl DayWindows {
         let mut end = 0;
         let mut it = w.packed();
         while let Some((_, b)) = it.next() {
-            if prev.is_some_and(|p| b.day <= p) {
+            if prev.is_some_and(|p| b.day < p) {
                 return Err(format!("packed days not ascending at day {}", b.day));
             }
             if b.events == 0 {
@@ -590,7 +634,7 @@ impl DayWindows {
             return Err("packed days end inside a record".into());
         }
         if let Some(last) = prev {
-            if w.hot.events == 0 || w.hot.day <= last {
+            if w.hot.events == 0 || w.hot.day < last {
                 return Err("the latest day must follow the packed days".into());
             }
             w.last_packed_day = last;
@@ -598,9 +642,12 @@ impl DayWindows {
         Ok(w)
     }
 
-    /// Number of active-day buckets held (memory accounting and tests).
+    /// Number of active days held (memory accounting and tests).
     pub fn len(&self) -> usize {
-        self.packed().count() + usize::from(self.has_hot())
+        let mut previous = None;
+        self.buckets()
+            .filter(|b| previous.replace(b.day) != Some(b.day))
+            .count()
     }
 
     /// Whether no bucket is held.
