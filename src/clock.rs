@@ -1,11 +1,17 @@
-//! Which time drives the engine: the event-time watermark while catching up, the wall clock once
-//! caught up.
+//! Which time drives each partition's engine: its own event time while it has a backlog, the
+//! wall clock once it is caught up.
 //!
-//! Partitions are consumed at different speeds, so the watermark is the minimum, over partitions
-//! that still have a backlog, of the latest event time seen in each: nothing older can still
-//! arrive from them (beyond the allowed lateness). Partitions that are caught up do not hold the
-//! clock back, so a quiet partition never stalls timers; when every partition is caught up, no
-//! backlog can contradict the wall clock, and silent users are re-scored in real time.
+//! Every input partition has its own engine, holding the users whose events come from it, so a
+//! user's timers need only their own partition's time. While a partition has a backlog, its
+//! engine moves with the latest event time read from that partition (as Kafka Streams' stream
+//! time does): a timer fires before the partition's later events only if they are later in
+//! event time, however fast other partitions are read. Which alerts exist is then a function of
+//! each partition's events, not of fetch timing. Once the partition is caught up, nothing unread
+//! can contradict the wall clock, which then drives it, so silent users are re-scored in real
+//! time and a quiet partition never waits on the others.
+//!
+//! [`WatermarkClock::now`] is the group watermark (the slowest lagging partition): the earliest
+//! event time the assigned partitions as a whole may still deliver.
 
 use std::collections::BTreeMap;
 
@@ -60,8 +66,20 @@ impl WatermarkClock {
         !self.partitions.is_empty() && self.partitions.values().all(|p| p.caught_up)
     }
 
-    /// The time the engine may move to, or `None` when it cannot tell yet (a lagging partition
-    /// has not delivered any event, so its backlog could be arbitrarily old).
+    /// The time the engine of `partition` may move to: the latest event time read from it while
+    /// it lags (`None` before its first event), the wall clock (or its latest event time, if
+    /// ahead) once it is caught up; `None` for a partition not assigned.
+    pub fn partition_now(&self, partition: i32, wall: Millis) -> Option<Millis> {
+        let p = self.partitions.get(&partition)?;
+        if p.caught_up {
+            Some(p.max_event_ts.map_or(wall, |t| t.max(wall)))
+        } else {
+            p.max_event_ts
+        }
+    }
+
+    /// The group watermark, or `None` when it cannot tell yet (a lagging partition has not
+    /// delivered any event, so its backlog could be arbitrarily old).
     pub fn now(&self, wall: Millis) -> Option<Millis> {
         if self.partitions.is_empty() {
             return None;
@@ -138,6 +156,52 @@ mod tests {
         c.assign(&[0, 1]);
         c.observe(0, 500);
         assert_eq!(c.now(1_000), None, "partition 1 has not delivered");
+    }
+
+    /// A partition read ahead of the others keeps its own time (its timers fire in step with its
+    /// own events), and one behind is not pushed past events it has not delivered yet.
+    #[test]
+    fn each_partition_runs_on_its_own_event_time_while_it_lags() {
+        let mut c = WatermarkClock::default();
+        c.assign(&[0, 1, 2]);
+        assert_eq!(c.partition_now(0, 1_000_000), None, "nothing read yet");
+        c.observe(0, 900);
+        c.observe(1, 100);
+        assert_eq!(
+            c.partition_now(0, 1_000_000),
+            Some(900),
+            "ahead: its own time"
+        );
+        assert_eq!(
+            c.partition_now(1, 1_000_000),
+            Some(100),
+            "behind: its own time"
+        );
+        assert_eq!(
+            c.partition_now(2, 1_000_000),
+            None,
+            "no event of its own yet"
+        );
+        assert_eq!(c.partition_now(7, 1_000_000), None, "not assigned");
+        c.set_caught_up(1, true);
+        assert_eq!(
+            c.partition_now(1, 1_000_000),
+            Some(1_000_000),
+            "caught up: the wall clock, whatever the others lag"
+        );
+        assert_eq!(c.partition_now(0, 1_000_000), Some(900));
+        c.set_caught_up(2, true);
+        assert_eq!(
+            c.partition_now(2, 50),
+            Some(50),
+            "a quiet partition follows the wall"
+        );
+        c.observe(1, 2_000_000);
+        assert_eq!(
+            c.partition_now(1, 1_000_000),
+            Some(2_000_000),
+            "event time ahead of a slow wall clock wins"
+        );
     }
 
     #[test]

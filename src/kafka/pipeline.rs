@@ -452,14 +452,13 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
-    /// Moves the engine clock as far as the partitions' progress allows; fires due timers.
+    /// Moves each partition's engine clock as far as its progress allows; fires due timers.
     fn advance_clock(&mut self) -> Result<(), PipelineError> {
-        let Some(now) = self.clock.now(wall_now()) else {
-            return Ok(());
-        };
+        let wall = wall_now();
         self.scored.clear();
         let mut scored = std::mem::take(&mut self.scored);
-        lock(&self.partitions).advance(now, &mut scored);
+        let clock = &self.clock;
+        lock(&self.partitions).advance(|p| clock.partition_now(p, wall), &mut scored);
         for s in &scored {
             self.publish(s)?;
         }

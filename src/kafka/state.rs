@@ -218,10 +218,13 @@ impl Partitions {
         self.model.as_ref()
     }
 
-    /// Moves every partition's clock to `now`, collecting the timer scorings.
-    pub fn advance(&mut self, now: Millis, out: &mut Vec<Scored>) {
-        for task in self.tasks.values_mut() {
-            task.engine.advance(now, out);
+    /// Moves each partition's clock to its own time (`now_of(partition)`, `None` = not yet),
+    /// collecting the timer scorings (see [`crate::clock`] for why each has its own).
+    pub fn advance(&mut self, now_of: impl Fn(i32) -> Option<Millis>, out: &mut Vec<Scored>) {
+        for (&partition, task) in &mut self.tasks {
+            if let Some(now) = now_of(partition) {
+                task.engine.advance(now, out);
+            }
         }
     }
 
