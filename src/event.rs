@@ -12,6 +12,26 @@ use serde::Deserialize;
 
 use crate::Millis;
 
+/// Earliest event time the engine holds: 1970-01-01T00:00:00Z. It keeps instants as unsigned
+/// whole seconds since the epoch in 32 bits, so earlier instants would be silently moved; they
+/// are refused instead. (Second 0 means "never", so the first second of 1970 is kept as second
+/// 1: a shift below the whole-second resolution instants have anyway.)
+pub const EARLIEST_TS: Millis = 0;
+
+/// First instant past the range the engine holds: 2100-01-01T00:00:00Z. Its 32-bit seconds end
+/// on 2106-02-07; the years in between are for the deadlines that follow an event (eviction
+/// after the retention, outcome windows), which must be representable too.
+pub const END_TS: Millis = 4_102_444_800_000;
+
+/// Largest money amount one event may carry (purchases, refunds), in the shop currency. Day
+/// counters hold whole cents in 32 bits; one event up to this fits them, and a heavier day
+/// continues in another bucket of the same day, so sums stay exact.
+pub const MAX_AMOUNT: f64 = 10_000_000.0;
+
+/// Default bound on the length of `user_id` and `event_id`, in bytes (configurable): ids are
+/// kept in memory and become changelog keys, so their size is part of every user's cost.
+pub const DEFAULT_MAX_ID_BYTES: usize = 256;
+
 /// What a user did. The wire name is the snake_case form (`cart_add`, `coupon_redeem`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
@@ -121,11 +141,13 @@ pub enum RejectReason {
     FutureTimestamp,
     /// `ts` lies behind the watermark by more than the allowed lateness.
     TooLate,
+    /// `user_id` or `event_id` is longer than the configured bound.
+    InvalidId,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric labels so dashboards show zeros, not gaps.
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 8] = [
         RejectReason::MalformedJson,
         RejectReason::MissingField,
         RejectReason::UnknownType,
@@ -133,6 +155,7 @@ impl RejectReason {
         RejectReason::BadTimestamp,
         RejectReason::FutureTimestamp,
         RejectReason::TooLate,
+        RejectReason::InvalidId,
     ];
 
     /// Stable snake_case name used in metrics, DLQ headers and logs.
@@ -145,6 +168,7 @@ impl RejectReason {
             RejectReason::BadTimestamp => "bad_timestamp",
             RejectReason::FutureTimestamp => "future_timestamp",
             RejectReason::TooLate => "too_late",
+            RejectReason::InvalidId => "invalid_id",
         }
     }
 }
@@ -209,6 +233,12 @@ pub fn decode(payload: &[u8], now: Millis, max_future_skew: Millis) -> Result<Ev
             )
         })?
         .timestamp_millis();
+    let ts = check_time(ts).map_err(|_| {
+        Rejection::new(
+            RejectReason::BadTimestamp,
+            format!("ts {ts_text:?} is outside {}", time_range()),
+        )
+    })?;
     if ts > now.saturating_add(max_future_skew) {
         return Err(Rejection::new(
             RejectReason::FutureTimestamp,
@@ -219,16 +249,7 @@ pub fn decode(payload: &[u8], now: Millis, max_future_skew: Millis) -> Result<Ev
             ),
         ));
     }
-    let amount = match wire.amount {
-        None => 0.0,
-        Some(a) if a.is_finite() && a >= 0.0 => a,
-        Some(a) => {
-            return Err(Rejection::new(
-                RejectReason::InvalidAmount,
-                format!("amount {a} must be a finite number >= 0"),
-            ))
-        }
-    };
+    let amount = check_amount(wire.amount.unwrap_or(0.0))?;
     Ok(Event {
         event_id: event_id.into_owned(),
         user_id: user_id.into_owned(),
@@ -236,6 +257,71 @@ pub fn decode(payload: &[u8], now: Millis, max_future_skew: Millis) -> Result<Ev
         ts,
         amount,
     })
+}
+
+/// The representable time range, as a person reads it.
+pub fn time_range() -> String {
+    let text = |ts: Millis| {
+        DateTime::from_timestamp_millis(ts)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    format!(
+        "the representable time range {} (inclusive) to {} (exclusive)",
+        text(EARLIEST_TS),
+        text(END_TS)
+    )
+}
+
+/// `ts` if the engine can hold it exactly, else a `bad_timestamp` refusal naming the range.
+pub fn check_time(ts: Millis) -> Result<Millis, Rejection> {
+    if (EARLIEST_TS..END_TS).contains(&ts) {
+        Ok(ts)
+    } else {
+        Err(Rejection::new(
+            RejectReason::BadTimestamp,
+            format!(
+                "event time {ts} ms since the epoch is outside {}",
+                time_range()
+            ),
+        ))
+    }
+}
+
+/// `amount` if it is a finite number from 0 to [`MAX_AMOUNT`], else an `invalid_amount`
+/// refusal.
+pub fn check_amount(amount: f64) -> Result<f64, Rejection> {
+    if amount.is_finite() && (0.0..=MAX_AMOUNT).contains(&amount) {
+        Ok(amount)
+    } else {
+        Err(Rejection::new(
+            RejectReason::InvalidAmount,
+            format!(
+                "amount {amount} must be a finite number from 0 to {MAX_AMOUNT} (the largest \
+                 amount one event may carry)"
+            ),
+        ))
+    }
+}
+
+/// Checks what the engine needs of any event, however it was made (decoded, generated, read
+/// back): ids within `max_id_bytes`, a representable time, an amount within the maximum.
+pub fn check(event: &Event, max_id_bytes: usize) -> Result<(), Rejection> {
+    for (name, id) in [("user_id", &event.user_id), ("event_id", &event.event_id)] {
+        if id.len() > max_id_bytes {
+            return Err(Rejection::new(
+                RejectReason::InvalidId,
+                format!(
+                    "{name} of {} bytes is longer than the limit of {max_id_bytes} bytes \
+                     (--max-id-bytes)",
+                    id.len()
+                ),
+            ));
+        }
+    }
+    check_time(event.ts)?;
+    check_amount(event.amount)?;
+    Ok(())
 }
 
 fn required<'a>(
@@ -378,7 +464,7 @@ mod tests {
                 .expect_err(ts);
             assert_eq!(r.reason, RejectReason::BadTimestamp, "{ts}: {r}");
             assert!(
-                r.detail.contains("1970-01-01T00:00:01Z")
+                r.detail.contains("1970-01-01T00:00:00Z")
                     && r.detail.contains("2100-01-01T00:00:00Z"),
                 "{ts}: the detail names the range: {r}"
             );

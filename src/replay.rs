@@ -11,7 +11,7 @@ use std::path::Path;
 use crate::alert::WinbackAlert;
 use crate::engine::{Applied, Engine};
 use crate::event::{self, Event, RejectReason, Rejection};
-use crate::{Millis, DAY_MS};
+use crate::Millis;
 
 /// Errors reading an events file.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +47,7 @@ const EXAMPLES_PER_REASON: usize = 3;
 /// Events of a file plus what was refused, line by line (never dropped silently).
 #[derive(Debug, Default)]
 pub struct LoadedEvents {
-    /// Valid events, sorted by event time (stable: file order within a timestamp).
+    /// Valid events in [`sort_events`] order.
     pub events: Vec<Event>,
     /// `(line number, reason)` of every refused line.
     pub rejected: Vec<(usize, Rejection)>,
@@ -164,8 +164,22 @@ pub fn load_events(
             Err(r) => out.rejected.push((number, r)),
         }
     }
-    out.events.sort_by_key(|e| e.ts);
+    sort_events(&mut out.events);
     Ok(out)
+}
+
+/// Sorts events by time, and events of the same time by their content (user, event id, type,
+/// amount): the order the engine sees, and so what it decides, is a function of the set of
+/// events, not of the order of lines in a file. Day-resolution sources (CDNOW) give many events
+/// one timestamp, and which of a user's events of a day comes first decides that day's scoring.
+pub fn sort_events(events: &mut [Event]) {
+    events.sort_by(|a, b| {
+        a.ts.cmp(&b.ts)
+            .then_with(|| a.user_id.cmp(&b.user_id))
+            .then_with(|| a.event_id.cmp(&b.event_id))
+            .then_with(|| (a.kind as u8).cmp(&(b.kind as u8)))
+            .then_with(|| a.amount.total_cmp(&b.amount))
+    });
 }
 
 /// What a replay produced.
@@ -177,8 +191,10 @@ pub struct ReplayOutcome {
     pub scores: usize,
 }
 
-/// Applies sorted `events` to `engine`, then keeps the clock running day by day to `until` so
-/// users who went silent at the end of the data are scored too.
+/// Applies sorted `events` to `engine`, then runs the clock on to `until` so users who went
+/// silent at the end of the data are scored too (timers fire at their own deadlines, so one
+/// jump decides what daily ticks would). An `until` outside the representable range is refused
+/// by the engine (see [`Engine::advance`]); check it with [`event::check_time`] first.
 pub fn replay(engine: &mut Engine, events: &[Event], until: Option<Millis>) -> ReplayOutcome {
     let mut out = ReplayOutcome::default();
     let mut scored = Vec::new();
@@ -192,11 +208,7 @@ pub fn replay(engine: &mut Engine, events: &[Event], until: Option<Millis>) -> R
         out.applied += 1;
     }
     if let Some(end) = until {
-        let mut t = engine.clock();
-        while t < end {
-            t = (t + DAY_MS).min(end);
-            engine.advance(t, &mut scored);
-        }
+        engine.advance(end, &mut scored);
     }
     out.scores = scored.len();
     out.alerts = scored
@@ -215,6 +227,7 @@ mod tests {
     use crate::engine::EngineConfig;
     use crate::event::EventKind;
     use crate::model::Model;
+    use crate::DAY_MS;
 
     fn file_of(lines: &[String]) -> tempfile::NamedTempFile {
         let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -263,7 +276,7 @@ mod tests {
     fn running_the_clock_on_over_no_events_returns() {
         let alerts = within(60, || {
             let mut engine = Engine::new(EngineConfig::default(), None);
-            let until = crate::config::parse_instant("2026-07-30T00:00:00Z").unwrap();
+            let until = crate::time::parse_instant("2026-07-30T00:00:00Z").unwrap();
             replay(&mut engine, &[], Some(until)).alerts.len()
         });
         assert_eq!(alerts, 0);

@@ -51,7 +51,7 @@ fn cdnow_lines() -> Option<Vec<String>> {
             continue;
         }
         let d = f[1];
-        let ts = churnguard::config::parse_instant(&format!(
+        let ts = churnguard::time::parse_instant(&format!(
             "{}-{}-{}T12:00:00Z",
             &d[..4],
             &d[4..6],
@@ -77,7 +77,7 @@ fn replay_alert_ids(lines: &[String], model: &Arc<Model>) -> BTreeSet<String> {
     f.flush().unwrap();
     let loaded = replay::load_events(f.path(), i64::MAX / 4, 0).unwrap();
     assert!(loaded.rejected.is_empty());
-    let until = churnguard::config::parse_instant("1998-10-01").unwrap();
+    let until = churnguard::time::parse_instant("1998-10-01").unwrap();
     let mut engine = Engine::new(EngineConfig::default(), Some(Arc::clone(model)));
     replay::replay(&mut engine, &loaded.events, Some(until))
         .alerts

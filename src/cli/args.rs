@@ -200,6 +200,10 @@ pub struct EngineArgs {
         default_value_t = 60.0
     )]
     pub dedupe_horizon_minutes: f64,
+    /// Longest user_id or event_id accepted (bytes); longer ones are refused as `invalid_id`.
+    #[arg(long, env = "CHURNGUARD_MAX_ID_BYTES", default_value_t = crate::event::DEFAULT_MAX_ID_BYTES,
+          value_parser = max_id_bytes)]
+    pub max_id_bytes: usize,
     /// Users first seen less than this many days ago are `new`.
     #[arg(long, env = "CHURNGUARD_NEW_USER_DAYS", default_value_t = 14.0)]
     pub new_user_days: f64,
@@ -246,6 +250,7 @@ impl EngineArgs {
             dedupe_horizon: (self.dedupe_horizon_minutes.max(0.0) * 60_000.0) as Millis,
             lifecycle,
             windows: self.window.windows,
+            max_id_bytes: self.max_id_bytes,
             ..EngineConfig::default()
         })
     }
@@ -563,6 +568,15 @@ pub struct LoadgenArgs {
     /// Extra librdkafka producer settings as key=value (repeatable).
     #[arg(long = "kafka-option", value_delimiter = ',')]
     pub kafka_options: Vec<String>,
+}
+
+/// `--max-id-bytes`: at least one byte, at most 64 KiB (a changelog key must stay far below a
+/// broker's message size).
+fn max_id_bytes(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=65_536).contains(n))
+        .ok_or_else(|| format!("{text:?} is not a whole number of bytes from 1 to 65536"))
 }
 
 #[cfg(test)]

@@ -32,7 +32,16 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let until = args
         .until
         .as_deref()
-        .map(parse_instant)
+        .map(|text| {
+            parse_instant(text).and_then(|t| {
+                churnguard::event::check_time(t).map_err(|_| {
+                    format!(
+                        "--until {text} is outside {}",
+                        churnguard::event::time_range()
+                    )
+                })
+            })
+        })
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let mut engine = Engine::new(args.engine.engine_config()?, Some(model));

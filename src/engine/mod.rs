@@ -68,6 +68,9 @@ pub struct EngineConfig {
     /// Sliding-window horizons: which windowed features exist (see
     /// [`crate::features::layout`]) and how many days of buckets each user keeps.
     pub windows: Windows,
+    /// Longest `user_id` or `event_id` accepted, in bytes: ids are kept in memory and become
+    /// changelog keys, so an unbounded id is an unbounded cost.
+    pub max_id_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -84,6 +87,7 @@ impl Default for EngineConfig {
             cycle_overdue_factor: 1.5,
             policy: Arc::new(Policy::default_embedded()),
             windows: Windows::default(),
+            max_id_bytes: crate::event::DEFAULT_MAX_ID_BYTES,
         }
     }
 }
@@ -135,11 +139,14 @@ struct Slot {
     queued: u32,
 }
 
-/// The whole second at or after `ts` (deadlines are evaluated on whole seconds).
-fn ceil_secs(ts: Millis) -> u32 {
+/// The whole second at or after `ts` (deadlines are evaluated on whole seconds), or `None` past
+/// the 32-bit seconds: such a deadline is never reached (events end well before, see
+/// [`crate::event::END_TS`]), and saturating it would make it due again as soon as it fired.
+fn ceil_secs(ts: Millis) -> Option<u32> {
     u32::try_from(ts.div_euclid(1000) + i64::from(ts.rem_euclid(1000) != 0))
-        .unwrap_or(u32::MAX)
-        .max(1)
+        .ok()
+        .filter(|s| *s < u32::MAX)
+        .map(|s| s.max(1))
 }
 
 /// Per-user state, timers and scoring.
@@ -353,7 +360,11 @@ impl Engine {
     ///
     /// Refuses (`too_late`) an event older than the clock minus the allowed lateness: its windows
     /// may already have been scored and pruned, so folding it in would be silently wrong.
+    /// Refuses first what the state cannot hold exactly (see [`crate::event::check`]): ids
+    /// longer than the configured bound, times outside the representable range, amounts over
+    /// the maximum.
     pub fn apply(&mut self, event: &Event) -> Result<Applied, Rejection> {
+        crate::event::check(event, self.config.max_id_bytes)?;
         if self.clock != Millis::MIN
             && event.ts < self.clock.saturating_sub(self.config.allowed_lateness)
         {
@@ -440,7 +451,20 @@ impl Engine {
 
     /// Moves the clock to `now` (never backwards) and re-scores every user whose deadline has
     /// passed, appending what came of it to `out`. Returns how many users were re-scored.
+    ///
+    /// A `now` at or past [`crate::event::END_TS`] is refused: the clock stays where it is
+    /// (callers check times they are given with [`crate::event::check_time`]). The work is
+    /// bounded: a user re-queued while firing is always re-queued later than the entry that
+    /// fired.
     pub fn advance(&mut self, now: Millis, out: &mut Vec<Scored>) -> usize {
+        if now >= crate::event::END_TS {
+            tracing::warn!(
+                now,
+                "engine clock not moved: the time is outside {}",
+                crate::event::time_range()
+            );
+            return 0;
+        }
         if now > self.clock {
             self.clock = now;
             self.dedupe.prune(now);
@@ -642,7 +666,15 @@ impl Engine {
                 };
             }
         }
-        let due = ceil_secs(next);
+        // A timer firing at `now` re-queues strictly later, or it would be due again at once.
+        let earliest = match trigger {
+            Trigger::Timer => now.saturating_add(1),
+            Trigger::Event => now,
+        };
+        let Some(due) = ceil_secs(next.max(earliest)) else {
+            slot.deadline = 0;
+            return;
+        };
         slot.deadline = due;
         if slot.queued == 0 || due < slot.queued {
             slot.queued = due;

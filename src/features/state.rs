@@ -21,7 +21,9 @@ impl Instant32 {
     /// Never happened.
     pub const NEVER: Instant32 = Instant32(0);
 
-    /// The second containing `ts` (clamped to the representable range, 1970..2106).
+    /// The second containing `ts` (second 1 for the first second of 1970: 0 means never). The
+    /// engine refuses events outside [`crate::event::EARLIEST_TS`]..[`crate::event::END_TS`], so
+    /// the clamp below is never reached from an event.
     pub fn from_millis(ts: Millis) -> Instant32 {
         Instant32(
             u32::try_from(ts.div_euclid(1000))
