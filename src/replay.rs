@@ -288,11 +288,11 @@ mod tests {
         until: Millis,
     ) -> std::collections::BTreeSet<String> {
         let loaded = load_events(path, i64::MAX / 4, 0).unwrap();
-        let mut engine = Engine::new(EngineConfig::default(), Some(Arc::clone(model)));
+        let mut engine = Engine::new(EngineConfig::default(), Some(model.clone()));
         replay(&mut engine, &loaded.events, Some(until))
             .alerts
             .into_iter()
-            .map(|a| a.alert_id)
+            .map(|a| a.alert_id.to_string())
             .collect()
     }
 

@@ -78,11 +78,11 @@ fn replay_alert_ids(lines: &[String], model: &Arc<Model>) -> BTreeSet<String> {
     let loaded = replay::load_events(f.path(), i64::MAX / 4, 0).unwrap();
     assert!(loaded.rejected.is_empty());
     let until = churnguard::time::parse_instant("1998-10-01").unwrap();
-    let mut engine = Engine::new(EngineConfig::default(), Some(Arc::clone(model)));
+    let mut engine = Engine::new(EngineConfig::default(), Some(model.clone()));
     replay::replay(&mut engine, &loaded.events, Some(until))
         .alerts
         .into_iter()
-        .map(|a| a.alert_id)
+        .map(|a| a.alert_id.to_string())
         .collect()
 }
 
