@@ -201,7 +201,7 @@ pub struct EngineArgs {
     )]
     pub dedupe_horizon_minutes: f64,
     /// Longest user_id or event_id accepted (bytes); longer ones are refused as `invalid_id`.
-    #[arg(long, env = "CHURNGUARD_MAX_ID_BYTES", default_value_t = crate::event::DEFAULT_MAX_ID_BYTES,
+    #[arg(long, env = "CHURNGUARD_MAX_ID_BYTES", default_value_t = churnguard::event::DEFAULT_MAX_ID_BYTES,
           value_parser = max_id_bytes)]
     pub max_id_bytes: usize,
     /// Users first seen less than this many days ago are `new`.
