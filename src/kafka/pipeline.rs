@@ -468,9 +468,8 @@ impl<'a> Pipeline<'a> {
     }
 
     fn export_engine_stats(&mut self) {
-        let partitions = lock(&self.partitions);
-        self.engine_stats
-            .emit(&self.metrics, &partitions, self.sink.in_flight());
+        let totals = lock(&self.partitions).totals(self.sink.in_flight());
+        self.engine_stats.emit(&self.metrics, totals);
     }
 
     /// Every 200 ms: assignment and progress, background checkpoints now acknowledged, engine

@@ -20,7 +20,7 @@ use rdkafka::ClientContext;
 use sha2::{Digest, Sha256};
 
 use super::client;
-use super::telemetry::{self, Emit};
+use super::telemetry::{self, DeadLetter, Emit};
 use crate::alert::{OutcomeEvent, WinbackAlert};
 use crate::event::Rejection;
 use crate::metrics::{Destination, Metrics};
@@ -118,17 +118,6 @@ const DLQ_TRUNCATED_KEY_BYTES: usize = 256;
 
 /// The DLQ reason of a refused message dead-lettered truncated.
 pub const DLQ_TOO_LARGE: &str = "too_large";
-
-/// How a refused message went to the dead-letter topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeadLetter {
-    Whole,
-    /// Too large to copy whole: a prefix went, with the original's size and hash.
-    Truncated {
-        original_size: usize,
-        sha256: String,
-    },
-}
 
 /// What goes to the dead-letter topic besides the source position headers.
 struct DlqCopy<'a> {

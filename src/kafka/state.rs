@@ -275,6 +275,18 @@ impl Partitions {
             .unwrap_or(Millis::MIN)
     }
 
+    /// Every total the metrics export, at this moment.
+    pub fn totals(&self, producer_queue: i32) -> telemetry::EngineTotals {
+        telemetry::EngineTotals {
+            counters: self.counters(),
+            stages: self.stage_stats(),
+            users: self.users(),
+            outcomes_pending: self.outcomes_pending(),
+            clock: self.clock(),
+            producer_queue,
+        }
+    }
+
     /// Enqueues the changelog records of every user changed since the last call, stamped with
     /// their partition's position: the first step of a checkpoint (then flush, then commit).
     /// A record the producer refuses stays pending with every change not yet enqueued (see

@@ -8,12 +8,10 @@
 
 use rdkafka::error::KafkaError;
 
-use super::sink::DeadLetter;
-use super::state::Partitions;
 use crate::alert::{AlertDecision, OutcomeEvent, WinbackAlert};
 use crate::engine::{EngineCounters, Scored};
 use crate::event::{EventKind, Rejection};
-use crate::features::StageTransitions;
+use crate::features::{StageStats, StageTransitions};
 use crate::metrics::{
     ChangelogWrite, CommitResult, Destination, Metrics, RestoreRecord, Suppression,
 };
@@ -99,6 +97,17 @@ impl Emit for EventRejected<'_> {
             partition = self.partition, offset = self.offset, "event rejected to DLQ"
         );
     }
+}
+
+/// How a refused message went to the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetter {
+    Whole,
+    /// Too large to copy whole: a prefix went, with the original's size and hash.
+    Truncated {
+        original_size: usize,
+        sha256: String,
+    },
 }
 
 /// A refused message handed to the producer for the dead-letter topic.
@@ -321,10 +330,22 @@ pub struct EngineStatsExport {
     exported_transitions: StageTransitions,
 }
 
+/// The engines' totals at one moment, as the partitions report them: a plain value, so this
+/// module depends on no other part of the adapter.
+pub struct EngineTotals {
+    pub counters: EngineCounters,
+    pub stages: StageStats,
+    pub users: usize,
+    pub outcomes_pending: usize,
+    /// The latest engine clock (`Millis::MIN` before anything happened).
+    pub clock: Millis,
+    pub producer_queue: i32,
+}
+
 impl EngineStatsExport {
-    /// Reports the totals of `partitions` and the producer queue length.
-    pub fn emit(&mut self, metrics: &Metrics, partitions: &Partitions, producer_queue: i32) {
-        let c = partitions.counters();
+    /// Reports `totals` as deltas since the previous report (counters) or as they are (gauges).
+    pub fn emit(&mut self, metrics: &Metrics, totals: EngineTotals) {
+        let c = totals.counters;
         let before = std::mem::replace(&mut self.exported, c);
         metrics.users_evicted.inc_by(c.evicted - before.evicted);
         metrics
@@ -333,7 +354,7 @@ impl EngineStatsExport {
         metrics
             .events_late
             .inc_by(c.late_accepted - before.late_accepted);
-        let stages = partitions.stage_stats();
+        let stages = totals.stages;
         for (from, to, delta) in stages
             .transitions
             .delta_since(&self.exported_transitions)
@@ -353,14 +374,12 @@ impl EngineStatsExport {
                 .with_label_values(&[stage.as_str()])
                 .set(n as i64);
         }
-        metrics.users_tracked.set(partitions.users() as i64);
-        metrics
-            .outcomes_pending
-            .set(partitions.outcomes_pending() as i64);
-        let clock = partitions.clock();
+        metrics.users_tracked.set(totals.users as i64);
+        metrics.outcomes_pending.set(totals.outcomes_pending as i64);
+        let clock = totals.clock;
         if clock != Millis::MIN {
             metrics.watermark_seconds.set(clock as f64 / 1000.0);
         }
-        metrics.producer_queue.set(i64::from(producer_queue));
+        metrics.producer_queue.set(i64::from(totals.producer_queue));
     }
 }
