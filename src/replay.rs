@@ -347,7 +347,7 @@ mod tests {
             ts,
             amount: 0.0,
         };
-        let mut a = vec![
+        let mut a = [
             ev("b", "1", EventKind::Login),
             ev("a", "2", EventKind::Purchase),
             ev("a", "1", EventKind::Login),

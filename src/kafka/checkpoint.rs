@@ -7,8 +7,8 @@
 //! effects, state included, are not durably written. That rule lives here and nowhere else: the
 //! periodic checkpoint, the one before partitions are revoked and the one at shutdown all call
 //! [`Checkpoint::run`], differing only in their [`Mode`]; offsets are committed by one function
-//! ([`Checkpoint::commit`]) and the changelog is written by one
-//! ([`Partitions::write_changes`], through [`Checkpoint::write_changes`]).
+//! (`Checkpoint::commit`) and the changelog is written by one
+//! ([`Partitions::write_changes`], through `Checkpoint::write_changes`).
 //!
 //! The periodic checkpoint does not block the consumer: it closes a producer *epoch* and
 //! commits the offsets of that moment once every message of the epoch is acknowledged

@@ -1,7 +1,7 @@
 //! One pipeline run, as the data flows: a message is decoded, applied to its partition's
 //! engine, and its effects (alerts, outcomes, dead letters) are handed to the producer; a tick
 //! refreshes the assignment and progress and fires due timers; the commit interval runs a
-//! background checkpoint. How the loop ended is decided once ([`Stop`]), and decides what the
+//! background checkpoint. How the loop ended is decided once (`Stop`), and decides what the
 //! final checkpoint may do.
 
 use std::sync::atomic::{AtomicBool, Ordering};

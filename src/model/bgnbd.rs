@@ -16,8 +16,8 @@
 //!
 //! Formulas (paper's equations 6, 10 and the P(alive) of its appendix):
 //!
-//! - likelihood: `L = B(a, b+x)/B(a, b) · Γ(r+x) α^r / (Γ(r) (α+T)^(r+x))
-//!   + [x > 0] · B(a+1, b+x−1)/B(a, b) · Γ(r+x) α^r / (Γ(r) (α+t_x)^(r+x))`
+//! - likelihood: `L = B(a, b+x)/B(a, b) · Γ(r+x) α^r / (Γ(r) (α+T)^(r+x))`
+//!   `+ [x > 0] · B(a+1, b+x−1)/B(a, b) · Γ(r+x) α^r / (Γ(r) (α+t_x)^(r+x))`
 //! - `P(alive) = 1 / (1 + [x > 0] · a/(b+x−1) · ((α+T)/(α+t_x))^(r+x))`
 //! - `E[X(t)] = (a+b+x−1)/(a−1) · (1 − ((α+T)/(α+T+t))^(r+x) · ₂F₁(r+x, b+x; a+b+x−1;
 //!   t/(α+T+t))) · P(alive)` expressed through the same denominator.
@@ -50,7 +50,7 @@ pub struct BgNbdParams {
 }
 
 impl BgNbdParams {
-    /// Refuses parameters the formulas cannot use (E[X] divides by `a − 1`).
+    /// Refuses parameters the formulas cannot use (E\[X\] divides by `a − 1`).
     pub fn validate(self) -> Result<Self, BgNbdError> {
         let ok = [self.r, self.alpha, self.a, self.b]
             .iter()

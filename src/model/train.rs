@@ -17,8 +17,8 @@
 //! validation cutoff (features only, no labels), and its P(alive) and expected purchases become
 //! inputs like engine features; the fitted parameters go into the artifact (format 3).
 //!
-//! [`train`] reads as its phases: plan the cutoffs ([`Plan`]), snapshot and select the rows,
-//! fit the derived inputs, standardise ([`super::inputs`]), fit ([`super::fit`]), choose the
+//! [`train`] reads as its phases: plan the cutoffs (`Plan`), snapshot and select the rows,
+//! fit the derived inputs, standardise (`super::inputs`), fit (`super::fit`), choose the
 //! threshold, evaluate, and build the record.
 
 use super::bgnbd::{self, CustomerReader};

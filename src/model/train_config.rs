@@ -1,5 +1,5 @@
 //! What to train and why training can fail: the configuration of [`super::train::train`],
-//! apart from the training code so its phases ([`super::inputs`], [`super::fit`]) read it
+//! apart from the training code so its phases (`super::inputs`, `super::fit`) read it
 //! without importing the trainer.
 
 use super::bgnbd;
@@ -119,7 +119,7 @@ pub struct TrainConfig {
     /// horizon (users silent longer than a horizon have churned already).
     pub active_within: Option<Millis>,
     /// Restrict the model to these features (in layout order); `None` = all. Names of derived
-    /// inputs ([`DERIVED_NAMES`]) turn on the BG/NBD fit with default settings.
+    /// inputs ([`DERIVED_NAMES`](super::derived::DERIVED_NAMES)) turn on the BG/NBD fit with default settings.
     pub features: Option<Vec<String>>,
     /// Fit BG/NBD and offer its derived inputs to the model (all of them when `features` is
     /// `None`).
