@@ -115,6 +115,7 @@ pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         HttpState {
             metrics: Arc::clone(&metrics),
             ready: Arc::clone(&ready),
+            alive: Arc::new(AtomicBool::new(true)),
         },
     )
     .await
@@ -176,6 +177,7 @@ pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         },
         max_future_skew: 3_600_000,
         shutdown_timeout: Duration::from_secs(10),
+        unassigned_timeout: None,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     // The demo serves one model: no reload watcher, so the sender is dropped at once.
@@ -185,6 +187,7 @@ pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         models,
         Arc::clone(&metrics),
         ready,
+        kafka::continuity::Continuity::default(),
         stop_rx,
     ));
     let printer = tokio::spawn(print_alerts(

@@ -1,6 +1,7 @@
-//! The HTTP side door: `/metrics` for Prometheus, `/healthz` for liveness, `/readyz` for
-//! readiness (consuming with partitions assigned). Binds before the pipeline starts so a
-//! platform can watch the service come up.
+//! The HTTP side door: `/metrics` for Prometheus, `/healthz` for liveness (the process runs and
+//! has not been left without partitions while input waits, see [`crate::kafka::idle`]),
+//! `/readyz` for readiness (consuming with partitions assigned, checkpoints getting through).
+//! Binds before the pipeline starts so a platform can watch the service come up.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,11 +15,13 @@ use axum::Router;
 
 use crate::metrics::Metrics;
 
-/// Shared with the pipeline, which flips readiness.
+/// Shared with the pipeline, which flips readiness and liveness.
 #[derive(Clone)]
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
+    /// False once restarting the process is the way out (`/healthz` then answers 503).
+    pub alive: Arc<AtomicBool>,
 }
 
 /// A running HTTP server.
@@ -34,7 +37,7 @@ pub async fn serve(addr: SocketAddr, state: HttpState) -> std::io::Result<HttpSe
     let addr = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state);
     let task = tokio::spawn(async move {
@@ -54,6 +57,17 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+}
+
+async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
+    if state.alive.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no input partition for too long while input waits unconsumed\n",
+        )
+    }
 }
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {

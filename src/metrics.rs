@@ -24,6 +24,8 @@ pub struct Metrics {
     pub model_reloads: IntCounterVec,
     pub events_consumed: IntCounterVec,
     pub events_rejected: IntCounterVec,
+    /// Valid events that arrived without a message key.
+    pub events_null_key: IntCounter,
     pub dlq_published: IntCounter,
     /// Refused messages too large to dead-letter whole, sent as a prefix with size and hash.
     pub dlq_truncated: IntCounter,
@@ -66,6 +68,9 @@ pub struct Metrics {
     pub checkpoint_seconds: Histogram,
     /// Pipelines replaced after a transient failure (the process stays up).
     pub pipeline_restarts: IntCounter,
+    /// Times this member left and rejoined its group because it owned nothing while input
+    /// waited unconsumed.
+    pub group_rejoins: IntCounter,
 }
 
 impl Metrics {
@@ -145,6 +150,10 @@ impl Metrics {
                 "churnguard_events_rejected_total",
                 "Input messages refused and sent to the dead-letter topic, by reason.",
                 &["reason"],
+            ),
+            events_null_key: counter(
+                "churnguard_events_null_key_total",
+                "Valid events that arrived without a message key (accepted; a producer spreads keyless messages over partitions, so one user's events may be tracked apart).",
             ),
             dlq_published: counter("churnguard_dlq_published_total", "Messages handed to the dead-letter topic producer."),
             dlq_truncated: counter(
@@ -282,6 +291,10 @@ impl Metrics {
             pipeline_restarts: counter(
                 "churnguard_pipeline_restarts_total",
                 "Pipelines replaced by a fresh one (new clients, state restored from the last checkpoint) after a transient failure such as a delivery the broker failed.",
+            ),
+            group_rejoins: counter(
+                "churnguard_group_rejoins_total",
+                "Times this instance left and rejoined the consumer group because it owned no partition while input waited that nobody consumed.",
             ),
             registry,
         };

@@ -51,10 +51,7 @@ fn around_one_bad_message(bootstrap: &str, t: &Topics) -> usize {
 }
 
 /// Undeliverable dead letters fail after a second instead of librdkafka's default 30 s.
-const FAST_UNKNOWN_TOPIC: [&str; 2] = [
-    "--kafka-option",
-    "topic.metadata.propagation.max.ms=1000",
-];
+const FAST_UNKNOWN_TOPIC: [&str; 2] = ["--kafka-option", "topic.metadata.propagation.max.ms=1000"];
 
 #[test]
 fn not_ready_while_the_pipeline_restart_loops_without_a_checkpoint() {
@@ -68,7 +65,11 @@ fn not_ready_while_the_pipeline_restart_loops_without_a_checkpoint() {
             .map_or(0.0, |m| m.sum("churnguard_pipeline_restarts_total", &[]))
     };
     let looping = wait_until(Duration::from_secs(90), || restarts(&mut svc) >= 1.0);
-    assert!(looping, "the pipeline never restarted; log:\n{}", svc.log_text());
+    assert!(
+        looping,
+        "the pipeline never restarted; log:\n{}",
+        svc.log_text()
+    );
     // From the first restart on, no pipeline gets a checkpoint through: never ready.
     let mut answers = (0, 0);
     let third = wait_until(Duration::from_secs(120), || {
@@ -202,7 +203,11 @@ fn sigterm_with_the_broker_down_exits_non_zero() {
                 .iter()
                 .any(|&o| o > 0)
     });
-    assert!(mid_run, "service did not get going; log:\n{}", svc.log_text());
+    assert!(
+        mid_run,
+        "service did not get going; log:\n{}",
+        svc.log_text()
+    );
     broker.stop();
     let not_ready = wait_until(Duration::from_secs(30), || {
         svc.get("/readyz").is_some_and(|(code, _)| code == 503)
@@ -323,14 +328,20 @@ fn a_null_payload_is_dead_lettered_as_null_and_said_to_be_null() {
         dead.push((key, m.payload().map(<[u8]>::to_vec), detail));
     }
     drop(tpl);
-    let null = dead.iter().find(|d| d.0 == "k-null").expect("null payload dead-lettered");
+    let null = dead
+        .iter()
+        .find(|d| d.0 == "k-null")
+        .expect("null payload dead-lettered");
     assert_eq!(null.1, None, "the dead letter keeps the payload null");
     assert!(
         null.2.contains("null payload"),
         "the detail says the payload was null: {:?}",
         null.2
     );
-    let empty = dead.iter().find(|d| d.0 == "k-empty").expect("empty payload dead-lettered");
+    let empty = dead
+        .iter()
+        .find(|d| d.0 == "k-empty")
+        .expect("empty payload dead-lettered");
     assert!(
         !empty.2.contains("null"),
         "an empty payload is not called null: {:?}",

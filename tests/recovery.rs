@@ -40,12 +40,18 @@ fn a_member_restarted_within_the_session_timeout_takes_the_partitions_and_finish
     ];
     let mut first = Service::start_with(&bootstrap, &t, &extra);
     let mid_stream = wait_until(Duration::from_secs(90), || {
-        first.try_metrics().is_some_and(|m| m.handled() >= total / 5)
+        first
+            .try_metrics()
+            .is_some_and(|m| m.handled() >= total / 5)
             && util::committed_offsets(&bootstrap, &t.group, &t.input)
                 .iter()
                 .any(|&o| o > 0)
     });
-    assert!(mid_stream, "first run did not get going; log:\n{}", first.log_text());
+    assert!(
+        mid_stream,
+        "first run did not get going; log:\n{}",
+        first.log_text()
+    );
     assert!(!committed_to_end(&bootstrap, &t), "killed mid-stream");
     first.kill();
     let killed = Instant::now();

@@ -286,6 +286,14 @@ pub struct RunArgs {
     /// On SIGTERM/SIGINT, give up flushing and committing after this many seconds.
     #[arg(long, env = "CHURNGUARD_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+    /// /healthz fails once this instance has owned no input partition for this many seconds
+    /// while input waits that nobody consumes, so an orchestrator restarts it (0 = never).
+    #[arg(
+        long,
+        env = "CHURNGUARD_UNASSIGNED_TIMEOUT_SECS",
+        default_value_t = 300
+    )]
+    pub unassigned_timeout_secs: u64,
 }
 
 /// `churnguard demo`.

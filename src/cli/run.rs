@@ -32,6 +32,8 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig> {
         engine: args.engine.engine_config()?,
         max_future_skew: args.engine.max_future_skew(),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
+        unassigned_timeout: (args.unassigned_timeout_secs > 0)
+            .then(|| Duration::from_secs(args.unassigned_timeout_secs)),
     })
 }
 
@@ -47,18 +49,20 @@ pub async fn run(args: RunArgs) -> Result<()> {
     )
     .context("cannot load the model or watch it for reloads")?;
     let ready = Arc::new(AtomicBool::new(false));
+    let alive = Arc::new(AtomicBool::new(true));
     let server = http::serve(
         args.metrics_addr,
         HttpState {
             metrics: Arc::clone(&metrics),
             ready: Arc::clone(&ready),
+            alive: Arc::clone(&alive),
         },
     )
     .await
     .with_context(|| format!("cannot serve metrics on {}", args.metrics_addr))?;
     let cfg = pipeline_config(&args)?;
     let shutdown = super::shutdown_signal();
-    let report = kafka::run_until_shutdown(cfg, models, metrics, ready, shutdown).await?;
+    let report = kafka::run_until_shutdown(cfg, models, metrics, ready, alive, shutdown).await?;
     watcher.abort();
     server.task.abort();
     tracing::info!(

@@ -119,6 +119,7 @@ struct PendingCommit {
     epoch: u64,
     /// Next input offset per partition when the checkpoint was taken.
     offsets: Vec<(i32, i64)>,
+    taken: Instant,
 }
 
 /// The epoch bookkeeping of background checkpoints.
@@ -202,6 +203,12 @@ impl Checkpoint {
         }
     }
 
+    /// How long the oldest background checkpoint has waited for the broker's acknowledgements
+    /// (`None` when none waits).
+    pub fn oldest_waiting(&self) -> Option<Duration> {
+        lock(&self.book).pending.front().map(|c| c.taken.elapsed())
+    }
+
     /// Drops the state of partitions given away (revoked or lost). Waiting background
     /// checkpoints are dropped too: they may name partitions another member owns now, and the
     /// next checkpoint covers the rest.
@@ -248,7 +255,11 @@ impl Checkpoint {
             let mut book = lock(&self.book);
             if self.sink.open_epoch() - book.delivered_through < EPOCH_RING - 1 {
                 let epoch = self.sink.close_epoch();
-                book.pending.push_back(PendingCommit { epoch, offsets });
+                book.pending.push_back(PendingCommit {
+                    epoch,
+                    offsets,
+                    taken: Instant::now(),
+                });
             } else {
                 tracing::warn!(
                     waiting = book.pending.len(),

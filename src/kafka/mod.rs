@@ -15,12 +15,18 @@
 //! * [`state`]: the engines of the assigned partitions and the changelog topic.
 //! * [`source`], [`sink`]: the consumer and the producers; [`client`]: their configuration.
 //! * [`telemetry`]: what the adapter reports, as named events.
+//! * [`broker_view`]: the input topic's offsets as the broker sees them; [`idle`]: what a
+//!   member without partitions does while input waits; [`continuity`]: what one pipeline hands
+//!   to the next inside the process.
 //!
 //! This file holds the configuration, the errors and the supervisor that replaces a pipeline
 //! stopped by a transient failure.
 
+pub mod broker_view;
 pub mod checkpoint;
 pub mod client;
+pub mod continuity;
+pub mod idle;
 pub mod pipeline;
 pub mod restore;
 pub mod sink;
@@ -41,6 +47,7 @@ use crate::model::Model;
 use crate::Millis;
 use checkpoint::CheckpointError;
 pub use client::parse_options as parse_kafka_options;
+use continuity::Continuity;
 pub use pipeline::run;
 use sink::SinkError;
 use state::StateError;
@@ -66,6 +73,9 @@ pub struct PipelineConfig {
     pub engine: EngineConfig,
     pub max_future_skew: Millis,
     pub shutdown_timeout: Duration,
+    /// `/healthz` fails once the instance has owned no partition this long while input waits
+    /// that nobody consumes (see [`idle`]); `None` never.
+    pub unassigned_timeout: Option<Duration>,
 }
 
 /// Why the pipeline stopped abnormally.
@@ -84,6 +94,11 @@ pub enum PipelineError {
     /// Shutdown was requested while a restore waited for the broker: not a failure.
     #[error("shutdown requested during a restore")]
     ShutdownDuringRestore,
+    /// The checkpoint at shutdown could not commit: a restart reprocesses from the last one.
+    #[error(
+        "the final checkpoint committed nothing: {0}; a restart resumes from the last checkpoint"
+    )]
+    FinalCheckpoint(&'static str),
 }
 
 /// Totals of one pipeline run.
@@ -122,10 +137,12 @@ pub async fn run_until_shutdown(
     models: watch::Receiver<Arc<Model>>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    alive: Arc<AtomicBool>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<PipelineReport, PipelineError> {
     let mut total = PipelineReport::default();
     let mut backoff = Duration::from_secs(1);
+    let continuity = Continuity::new(alive);
     loop {
         let started = Instant::now();
         let outcome = run(
@@ -133,6 +150,7 @@ pub async fn run_until_shutdown(
             models.clone(),
             Arc::clone(&metrics),
             Arc::clone(&ready),
+            continuity.clone(),
             shutdown.clone(),
         )
         .await;
@@ -148,6 +166,7 @@ pub async fn run_until_shutdown(
                     backoff = Duration::from_secs(1);
                 }
                 metrics.pipeline_restarts.inc();
+                continuity.pipeline_replaced();
                 tracing::warn!(error = %e, retry_in = ?backoff, "pipeline stopped; starting a fresh one from the last checkpoint");
                 let mut stop = shutdown.clone();
                 tokio::select! {

@@ -13,7 +13,11 @@ use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
 use tokio::sync::watch;
 
+use super::broker_view::{BrokerView, InputView};
 use super::checkpoint::{lock, Blocked, Checkpoint, CheckpointError, CheckpointOutcome, Mode};
+use super::client;
+use super::continuity::Continuity;
+use super::idle::{IdleLimits, IdleWatch};
 use super::restore::Restorer;
 use super::sink::{Sink, SinkError, SinkTopics, SourceRef};
 use super::source::{self, Source, StatsByPartition};
@@ -22,7 +26,7 @@ use super::telemetry::{self, Emit, EngineStatsExport};
 use super::{PipelineConfig, PipelineError, PipelineReport};
 use crate::clock::WatermarkClock;
 use crate::engine::{Applied, Scored};
-use crate::event::{self, Rejection};
+use crate::event::{self, EventKind, RejectReason, Rejection};
 use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::Millis;
@@ -30,6 +34,16 @@ use crate::Millis;
 fn wall_now() -> Millis {
     chrono::Utc::now().timestamp_millis()
 }
+
+/// Why a message without a value is refused (it is dead-lettered with its value still null).
+const NULL_PAYLOAD: &str =
+    "null payload: the record has no value (a tombstone?); an event is a JSON object";
+
+/// Why the final checkpoint commits nothing when shutdown finds the producer queue full.
+const QUEUE_FULL: &str = "the producer queue was full (the broker stopped acknowledging)";
+
+/// How often the input topic's offsets are read from the broker (see [`BrokerView`]).
+const BROKER_VIEW_EVERY: Duration = Duration::from_secs(2);
 
 /// Why the loop ended.
 enum Stop {
@@ -85,6 +99,20 @@ struct Pipeline<'a> {
     report: PipelineReport,
     engine_stats: EngineStatsExport,
     scored: Vec<Scored>,
+    /// What carries over between the pipelines of this process.
+    continuity: Continuity,
+    /// The input topic's offsets as the broker sees them.
+    view: BrokerView,
+    idle: IdleWatch,
+    /// Every assigned partition was consumed up to its high watermark at the last refresh.
+    caught_up: bool,
+}
+
+/// What a pipeline shares with the process around it.
+struct Shared {
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    continuity: Continuity,
 }
 
 /// Runs one pipeline until `shutdown` turns true, then checkpoints and returns.
@@ -97,10 +125,16 @@ pub async fn run(
     mut models: watch::Receiver<Arc<Model>>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    continuity: Continuity,
     shutdown: watch::Receiver<bool>,
 ) -> Result<PipelineReport, PipelineError> {
     let model = Arc::clone(&models.borrow_and_update());
-    let mut p = Pipeline::start(&cfg, model, metrics, ready, shutdown.clone()).await?;
+    let shared = Shared {
+        metrics,
+        ready,
+        continuity,
+    };
+    let mut p = Pipeline::start(&cfg, model, shared, shutdown.clone()).await?;
     let stop = p.drive(models, shutdown).await;
     p.finish(stop).await
 }
@@ -110,10 +144,14 @@ impl<'a> Pipeline<'a> {
     async fn start(
         cfg: &'a PipelineConfig,
         model: Arc<Model>,
-        metrics: Arc<Metrics>,
-        ready: Arc<AtomicBool>,
+        shared: Shared,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Pipeline<'a>, PipelineError> {
+        let Shared {
+            metrics,
+            ready,
+            continuity,
+        } = shared;
         let topics = SinkTopics {
             alerts: cfg.alert_topic.clone(),
             dlq: cfg.dlq_topic.clone(),
@@ -152,6 +190,17 @@ impl<'a> Pipeline<'a> {
                 source,
             })?;
         let consumer = Arc::new(consumer);
+        let view = BrokerView::start(
+            client::config(&cfg.brokers, &[], &cfg.kafka_options),
+            &cfg.group,
+            &cfg.input_topic,
+            BROKER_VIEW_EVERY,
+        )
+        .map_err(PipelineError::Consumer)?;
+        let idle = IdleWatch::new(IdleLimits::for_session_timeout(
+            Duration::from_millis(cfg.session_timeout_ms),
+            cfg.unassigned_timeout,
+        ));
         telemetry::ModelInUse(&model).emit(&metrics);
         metrics.register_policy(&cfg.engine.policy);
         tracing::info!(
@@ -185,6 +234,10 @@ impl<'a> Pipeline<'a> {
             report: PipelineReport::default(),
             engine_stats: EngineStatsExport::default(),
             scored: Vec::new(),
+            continuity,
+            view,
+            idle,
+            caught_up: false,
         })
     }
 
@@ -221,11 +274,7 @@ impl<'a> Pipeline<'a> {
                     }
                 },
                 _ = tick.tick() => self.on_tick().await,
-                _ = commit.tick() => self
-                    .checkpoint
-                    .run(&*self.consumer, Mode::Background)
-                    .map(|_| ())
-                    .map_err(PipelineError::from),
+                _ = commit.tick() => self.run_checkpoint(Mode::Background),
             };
             if let Err(e) = step {
                 return Stop::from_error(e);
@@ -250,9 +299,10 @@ impl<'a> Pipeline<'a> {
                 Err(e)
             }
             Stop::GaveUp => {
-                tracing::warn!("shutdown with the producer queue full; offsets not committed");
+                // Nothing past the last checkpoint is committed, which an orchestrator must
+                // see in the exit status.
                 self.checkpoint.block(Blocked::HalfAppliedMessage);
-                Ok(())
+                Err(PipelineError::FinalCheckpoint(QUEUE_FULL))
             }
         };
         self.consumer.unsubscribe();
@@ -277,17 +327,10 @@ impl<'a> Pipeline<'a> {
         };
         match outcome {
             Err(CheckpointError::Changelog(SinkError::ShuttingDown)) => {
-                tracing::warn!(
-                    "final checkpoint abandoned: the producer queue is full; offsets not committed"
-                );
-                Ok(())
+                Err(PipelineError::FinalCheckpoint(QUEUE_FULL))
             }
             Ok(CheckpointOutcome::Skipped { reason }) => {
-                tracing::warn!(
-                    reason = reason.as_str(),
-                    "final checkpoint committed nothing"
-                );
-                Ok(())
+                Err(PipelineError::FinalCheckpoint(reason.as_str()))
             }
             Ok(_) => Ok(()),
             Err(e) => Err(e.into()),
@@ -353,9 +396,14 @@ impl<'a> Pipeline<'a> {
         let started = Instant::now();
         self.report.messages += 1;
         let partition = m.partition();
-        let payload = m.payload().unwrap_or(&[]);
-        match event::decode(payload, wall_now(), self.cfg.max_future_skew) {
-            Err(rejection) => self.dead_letter(m, payload, &rejection)?,
+        // A fresh pipeline reads again from the last checkpoint: apply, but count once.
+        let first_time = self.continuity.first_time(partition, m.offset());
+        let decoded = match m.payload() {
+            Some(payload) => event::decode(payload, wall_now(), self.cfg.max_future_skew),
+            None => Err(Rejection::new(RejectReason::MalformedJson, NULL_PAYLOAD)),
+        };
+        match decoded {
+            Err(rejection) => self.dead_letter(m, &rejection, first_time)?,
             Ok(ev) => {
                 self.clock.observe(partition, ev.ts);
                 self.advance_clock()?;
@@ -370,19 +418,11 @@ impl<'a> Pipeline<'a> {
                     .scoring_seconds
                     .observe(t.elapsed().as_secs_f64());
                 match applied {
-                    Err(rejection) => self.dead_letter(m, payload, &rejection)?,
+                    Err(rejection) => self.dead_letter(m, &rejection, first_time)?,
                     Ok(Applied::Duplicate) => {}
-                    Ok(Applied::Erased) => telemetry::EventApplied {
-                        kind: ev.kind,
-                        erased: true,
-                    }
-                    .emit(&self.metrics),
+                    Ok(Applied::Erased) => self.count_applied(m, ev.kind, true, first_time),
                     Ok(Applied::Updated { scored }) => {
-                        telemetry::EventApplied {
-                            kind: ev.kind,
-                            erased: false,
-                        }
-                        .emit(&self.metrics);
+                        self.count_applied(m, ev.kind, false, first_time);
                         if let Some(s) = scored {
                             self.publish(&s)?;
                         }
@@ -402,26 +442,41 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
+    /// Counts a valid event folded into state, unless a previous pipeline of this process
+    /// already did.
+    fn count_applied<M: Message>(&self, m: &M, kind: EventKind, erased: bool, first_time: bool) {
+        if first_time {
+            telemetry::EventApplied {
+                kind,
+                erased,
+                null_key: m.key().is_none(),
+            }
+            .emit(&self.metrics);
+        }
+    }
+
     fn dead_letter<M: Message>(
         &mut self,
         m: &M,
-        payload: &[u8],
         rejection: &Rejection,
+        first_time: bool,
     ) -> Result<(), PipelineError> {
         self.report.rejected += 1;
-        telemetry::EventRejected {
-            rejection,
-            partition: m.partition(),
-            offset: m.offset(),
+        if first_time {
+            telemetry::EventRejected {
+                rejection,
+                partition: m.partition(),
+                offset: m.offset(),
+            }
+            .emit(&self.metrics);
         }
-        .emit(&self.metrics);
         let source = SourceRef {
             topic: m.topic(),
             partition: m.partition(),
             offset: m.offset(),
             key: m.key(),
         };
-        let how = self.sink.dead_letter(payload, &source, rejection)?;
+        let how = self.sink.dead_letter(m.payload(), &source, rejection)?;
         telemetry::DeadLettered {
             how: &how,
             partition: m.partition(),
@@ -476,7 +531,7 @@ impl<'a> Pipeline<'a> {
     /// totals, and timers due.
     async fn on_tick(&mut self) -> Result<(), PipelineError> {
         self.refresh_progress().await?;
-        self.checkpoint.run(&*self.consumer, Mode::Settle)?;
+        self.run_checkpoint(Mode::Settle)?;
         self.export_engine_stats();
         self.advance_clock()
     }
@@ -544,11 +599,16 @@ impl<'a> Pipeline<'a> {
     async fn refresh_progress(&mut self) -> Result<(), PipelineError> {
         self.refresh_assignment().await?;
         let stats = lock(&self.stats).clone();
+        let view = self.view.latest();
+        let mut all_caught_up = !self.assigned.is_empty();
         for &p in &self.assigned {
-            let Some(s) = stats.get(&p) else { continue };
-            if s.hi_offset < 0 {
+            let Some(s) = stats.get(&p).filter(|s| s.hi_offset >= 0) else {
+                // Not fetched from yet: lag from the broker's watermarks, so a waiting backlog
+                // does not read as 0.
+                all_caught_up = false;
+                self.lag_before_first_fetch(p, view.as_ref());
                 continue;
-            }
+            };
             let position = [
                 lock(&self.partitions).position(p).unwrap_or(-1),
                 s.app_offset,
@@ -559,6 +619,7 @@ impl<'a> Pipeline<'a> {
             .unwrap_or(-1)
             .max(0);
             let caught_up = position >= s.hi_offset;
+            all_caught_up &= caught_up;
             if self.clock.set_caught_up(p, caught_up) {
                 tracing::debug!(
                     partition = p,
@@ -583,13 +644,76 @@ impl<'a> Pipeline<'a> {
             let partitions = lock(&self.partitions);
             self.assigned.iter().all(|p| partitions.contains(*p))
         };
-        let ready = !self.assigned.is_empty() && healthy && restored;
+        self.caught_up = all_caught_up;
+        let ready =
+            !self.assigned.is_empty() && healthy && restored && self.checkpoints_get_through();
         self.ready.store(ready, Ordering::Relaxed);
         telemetry::Readiness {
             ready,
             assigned: self.assigned.len(),
         }
         .emit(&self.metrics);
+        self.watch_idle(view.as_ref());
         Ok(())
+    }
+
+    /// The lag of partition `p` before its first fetch came back: the broker's high watermark
+    /// against the position the pipeline resumed at (or the group's committed offset).
+    fn lag_before_first_fetch(&self, p: i32, view: Option<&InputView>) {
+        let Some(b) = view.and_then(|v| v.partitions.get(&p)) else {
+            return;
+        };
+        let resumed_at = lock(&self.partitions).position(p).unwrap_or(-1);
+        let position = resumed_at.max(b.committed).max(b.low);
+        telemetry::PartitionLag {
+            partition: p,
+            lag: b.high - position,
+        }
+        .emit(&self.metrics);
+    }
+
+    /// Runs a checkpoint; one that gets through with real progress (offsets committed, or
+    /// nothing to commit while caught up) shows the process is past whatever stopped a previous
+    /// pipeline.
+    fn run_checkpoint(&mut self, mode: Mode) -> Result<(), PipelineError> {
+        let outcome = self.checkpoint.run(&*self.consumer, mode)?;
+        let progress = match outcome {
+            CheckpointOutcome::Committed => true,
+            CheckpointOutcome::NothingToCommit => self.caught_up,
+            CheckpointOutcome::Deferred | CheckpointOutcome::Skipped { .. } => false,
+        };
+        if progress {
+            self.continuity.checkpoint_succeeded();
+        }
+        Ok(())
+    }
+
+    /// Whether checkpoints get through: no pipeline was replaced since the last one that did,
+    /// and the oldest waiting for the broker has waited under ten commit intervals (at least
+    /// 30 s; the broker accepts messages but does not acknowledge them).
+    fn checkpoints_get_through(&self) -> bool {
+        let bound = (self.cfg.commit_interval * 10).max(Duration::from_secs(30));
+        !self.continuity.restart_looping()
+            && self
+                .checkpoint
+                .oldest_waiting()
+                .is_none_or(|age| age <= bound)
+    }
+
+    /// Rejoins the group when this member owns nothing while input waits that nobody consumes,
+    /// and reports itself not alive when that lasts (see [`super::idle`]).
+    fn watch_idle(&mut self, view: Option<&InputView>) {
+        let verdict = self.idle.update(self.assigned.len(), view, Instant::now());
+        self.continuity.set_alive(verdict.alive);
+        if verdict.rejoin {
+            telemetry::GroupRejoin {
+                stalled_partitions: verdict.stalled_partitions,
+            }
+            .emit(&self.metrics);
+            self.consumer.unsubscribe();
+            if let Err(e) = self.consumer.subscribe(&[&self.cfg.input_topic]) {
+                tracing::warn!(error = %e, "cannot subscribe again; retrying at the next check");
+            }
+        }
     }
 }

@@ -61,7 +61,28 @@ pub struct DeliveryContext {
 struct DeliveryCounters {
     metrics: Arc<Metrics>,
     failures: AtomicU64,
+    /// Failures that are purges: messages still queued when a producer was dropped.
+    purged: AtomicU64,
     outstanding: [AtomicI64; EPOCH_RING as usize],
+}
+
+/// Whether a delivery failed because the message was purged from the producer's queue (a
+/// producer dropped before the broker acknowledged it), not because the broker refused it.
+fn is_purge(err: &KafkaError) -> bool {
+    matches!(
+        err,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight
+        )
+    )
+}
+
+impl Drop for DeliveryCounters {
+    /// Runs once both producers are gone, after their purge callbacks: the one report of what
+    /// they still held.
+    fn drop(&mut self) {
+        telemetry::PurgedAtClose(*self.purged.get_mut()).emit(&self.metrics);
+    }
 }
 
 impl ClientContext for DeliveryContext {}
@@ -72,9 +93,14 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         if let Err((err, _)) = result {
             self.shared.failures.fetch_add(1, Ordering::AcqRel);
+            let purged = is_purge(err);
+            if purged {
+                self.shared.purged.fetch_add(1, Ordering::AcqRel);
+            }
             telemetry::DeliveryFailed {
                 destination: destination_of(opaque),
                 error: err,
+                purged,
             }
             .emit(&self.shared.metrics);
         }
@@ -121,7 +147,8 @@ pub const DLQ_TOO_LARGE: &str = "too_large";
 
 /// What goes to the dead-letter topic besides the source position headers.
 struct DlqCopy<'a> {
-    payload: &'a [u8],
+    /// `None` for a record without a value: the copy stays null.
+    payload: Option<&'a [u8]>,
     key: Option<&'a [u8]>,
     headers: Vec<(&'static str, String)>,
 }
@@ -202,6 +229,7 @@ impl Sink {
         let counters = Arc::new(DeliveryCounters {
             metrics,
             failures: AtomicU64::new(0),
+            purged: AtomicU64::new(0),
             outstanding: std::array::from_fn(|_| AtomicI64::new(0)),
         });
         let producer = |linger_ms: &str| {
@@ -296,7 +324,8 @@ impl Sink {
         self.send(record)
     }
 
-    /// Enqueues refused input: original bytes and key, reason and source position in headers.
+    /// Enqueues refused input: original bytes (a null payload stays null) and key, reason and
+    /// source position in headers.
     ///
     /// A copy the producer refuses as larger than its `message.max.bytes` is dead-lettered
     /// truncated instead ([`DeadLetter::Truncated`]): the first [`DLQ_TRUNCATED_BYTES`] bytes,
@@ -304,7 +333,7 @@ impl Sink {
     /// the input topic at its source offset). A refused message must never stop the consumer.
     pub fn dead_letter(
         &self,
-        payload: &[u8],
+        payload: Option<&[u8]>,
         source: &SourceRef<'_>,
         rejection: &Rejection,
     ) -> Result<DeadLetter, SinkError> {
@@ -320,12 +349,14 @@ impl Sink {
             Err(e) if is_too_large(&e) => {}
             other => return other.map(|()| DeadLetter::Whole),
         }
+        // Only a key can make a null record too large: its copy is truncated as an empty one.
+        let payload = payload.unwrap_or_default();
         let digest: String = Sha256::digest(payload)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         let truncated = DlqCopy {
-            payload: &payload[..payload.len().min(DLQ_TRUNCATED_BYTES)],
+            payload: Some(&payload[..payload.len().min(DLQ_TRUNCATED_BYTES)]),
             key: source
                 .key
                 .map(|k| &k[..k.len().min(DLQ_TRUNCATED_KEY_BYTES)]),
@@ -369,8 +400,10 @@ impl Sink {
         }
         let mut record =
             BaseRecord::with_opaque_to(&self.topics.dlq, destination_bits(Destination::DeadLetter))
-                .payload(copy.payload)
                 .headers(headers);
+        if let Some(p) = copy.payload {
+            record = record.payload(p);
+        }
         if let Some(k) = copy.key {
             record = record.key(k);
         }

@@ -65,6 +65,8 @@ pub struct EventApplied {
     pub kind: EventKind,
     /// The event erased its user.
     pub erased: bool,
+    /// The message had no key.
+    pub null_key: bool,
 }
 
 impl Emit for EventApplied {
@@ -75,6 +77,9 @@ impl Emit for EventApplied {
             .inc();
         if self.erased {
             metrics.users_erased.inc();
+        }
+        if self.null_key {
+            metrics.events_null_key.inc();
         }
     }
 }
@@ -218,6 +223,9 @@ impl Emit for OutcomeDecided<'_> {
 pub struct DeliveryFailed<'a> {
     pub destination: Destination,
     pub error: &'a KafkaError,
+    /// Purged from the queue of a producer being dropped: logged once for all of them
+    /// ([`PurgedAtClose`]), since at exit with the broker down there can be thousands.
+    pub purged: bool,
 }
 
 impl Emit for DeliveryFailed<'_> {
@@ -226,7 +234,25 @@ impl Emit for DeliveryFailed<'_> {
             .producer_delivery_errors
             .with_label_values(&[self.destination.as_str()])
             .inc();
-        tracing::error!(error = %self.error, destination = self.destination.as_str(), "message delivery failed");
+        if !self.purged {
+            tracing::error!(error = %self.error, destination = self.destination.as_str(), "message delivery failed");
+        }
+    }
+}
+
+/// The producers closed with this many messages still waiting for the broker (purged
+/// undelivered; each was already counted as a [`DeliveryFailed`]).
+pub struct PurgedAtClose(pub u64);
+
+impl Emit for PurgedAtClose {
+    fn emit(self, _metrics: &Metrics) {
+        let purged = self.0;
+        if purged > 0 {
+            tracing::error!(
+                purged,
+                "{purged} message(s) were still waiting for the broker when the producers closed and were purged undelivered; no offset past them was committed, so a restart reprocesses their input"
+            );
+        }
     }
 }
 
@@ -306,6 +332,22 @@ impl Emit for PartitionLag {
             .consumer_lag
             .with_label_values(&[&self.partition.to_string()])
             .set(self.lag.max(0));
+    }
+}
+
+/// This member left and rejoined its group: it owned no partition while input waited that
+/// nobody consumed.
+pub struct GroupRejoin {
+    pub stalled_partitions: usize,
+}
+
+impl Emit for GroupRejoin {
+    fn emit(self, metrics: &Metrics) {
+        metrics.group_rejoins.inc();
+        tracing::warn!(
+            partitions = self.stalled_partitions,
+            "no partition assigned while input waits that nobody consumes; rejoining the group"
+        );
     }
 }
 
