@@ -235,9 +235,13 @@ fn sigkill_mid_stream_then_restart_processes_every_event_and_duplicate_alerts_sh
         "first run did not get going; log:\n{}",
         first.log_text()
     );
-    // Restarted at once, within the killed member's session: the new member must get the
-    // partitions by itself (see tests/recovery.rs).
     first.kill();
+    // Let the killed member's session (6 s) expire before the restart joins. On Tansu 0.6.0 a
+    // member joining while the dead one is still registered was, in about one restart in four,
+    // assigned no partitions, and no rebalance followed the dead member's expiry (Kafka would
+    // rebalance). Tansu does not answer DescribeGroups, so the expiry cannot be observed: this
+    // is the one fixed wait in the suite, for a broker timer, not for our own service.
+    std::thread::sleep(Duration::from_millis(7_000));
     assert!(
         seen.len() >= 2 && seen.windows(2).all(|w| w[0] < w[1]),
         "counters moving: {seen:?}"
