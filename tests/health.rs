@@ -199,6 +199,9 @@ fn sigterm_with_the_broker_down_exits_non_zero() {
             "200",
             "--shutdown-timeout-secs",
             "3",
+            // Small fetches: the input must still be mid-way when the broker stops.
+            "--kafka-option",
+            "max.partition.fetch.bytes=16384",
         ],
     );
     let mid_run = wait_until(Duration::from_secs(120), || {

@@ -676,10 +676,13 @@ impl<'a> Pipeline<'a> {
     /// nothing to commit while caught up) shows the process is past whatever stopped a previous
     /// pipeline.
     fn run_checkpoint(&mut self, mode: Mode) -> Result<(), PipelineError> {
+        // A settle with no checkpoint waiting says nothing about the broker: only one that
+        // settled a checkpoint (or opened and settled one) shows it acknowledges.
+        let settles_one = mode != Mode::Settle || self.checkpoint.oldest_waiting().is_some();
         let outcome = self.checkpoint.run(&*self.consumer, mode)?;
         let progress = match outcome {
             CheckpointOutcome::Committed => true,
-            CheckpointOutcome::NothingToCommit => self.caught_up,
+            CheckpointOutcome::NothingToCommit => settles_one && self.caught_up,
             CheckpointOutcome::Deferred | CheckpointOutcome::Skipped { .. } => false,
         };
         if progress {
