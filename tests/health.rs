@@ -195,20 +195,17 @@ fn sigterm_with_the_broker_down_exits_non_zero() {
         &bootstrap,
         &t,
         &[
+            // No periodic checkpoint during the test: whatever is handled when the broker
+            // stops is left to the final one (a fast run would otherwise have committed the
+            // whole input before the broker was gone).
             "--commit-interval-ms",
-            "200",
+            "600000",
             "--shutdown-timeout-secs",
             "3",
-            // Small fetches: the input must still be mid-way when the broker stops.
-            "--kafka-option",
-            "max.partition.fetch.bytes=16384",
         ],
     );
     let mid_run = wait_until(Duration::from_secs(120), || {
         svc.try_metrics().is_some_and(|m| m.handled() >= total / 8)
-            && util::committed_offsets(&bootstrap, &t.group, &t.input)
-                .iter()
-                .any(|&o| o > 0)
     });
     assert!(
         mid_run,

@@ -17,7 +17,7 @@ use util::service::{now_ms, produce_events, Service, Topics};
 use util::{shared, wait_until};
 
 #[test]
-#[ignore = "not yet seen passing end to end: on an overloaded machine the first run lost its session before the kill; run with --ignored"]
+#[ignore = "not yet seen passing end to end: loaded, the first run lost its session before the kill; quiet, it committed the whole input before the kill (killed mid-stream fails); run with --ignored"]
 fn a_member_restarted_within_the_session_timeout_takes_the_partitions_and_finishes() {
     let broker = shared();
     let bootstrap = broker.bootstrap();
