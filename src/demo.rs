@@ -23,10 +23,10 @@ use crate::engine::EngineConfig;
 use crate::event::{encode, Event, EventKind};
 use crate::features::Windows;
 use crate::http::{self, HttpState};
-use crate::kafka::{self, PipelineConfig, PipelineError};
+use crate::kafka::{self, PipelineConfig, PipelineError, PipelineReport};
 use crate::metrics::Metrics;
 use crate::model::{Model, ModelError};
-use crate::synth::{bad_payloads, generate, SynthConfig};
+use crate::synth::{bad_payloads, generate, SynthConfig, SynthUser};
 
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]
@@ -92,20 +92,7 @@ pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         .collect();
     let bad = bad_payloads(now);
 
-    // The mock broker keeps at most 100,000 messages / 5 MB per partition and silently drops the
-    // oldest beyond that, so the input topic gets enough partitions to hold the whole history.
-    let bytes: usize = payloads.iter().map(|(k, p)| k.len() + p.len() + 64).sum();
-    let partitions =
-        i32::try_from((bytes / MOCK_PARTITION_BUDGET_BYTES + 1).max(payloads.len() / 60_000 + 1))
-            .unwrap_or(i32::MAX)
-            .clamp(3, 256);
-    let cluster = MockCluster::new(1)?;
-    cluster.create_topic(INPUT, partitions, 1)?;
-    cluster.create_topic(ALERTS, 1, 1)?;
-    cluster.create_topic(DLQ, 1, 1)?;
-    // The mock cluster's admin API times out: the service would create its changelog through
-    // it, so the demo creates it here (same partition count as the input).
-    cluster.create_topic(CHANGELOG, partitions, 1)?;
+    let (cluster, partitions) = start_cluster(&payloads)?;
     let brokers = cluster.bootstrap_servers();
 
     let metrics = Arc::new(Metrics::new());
@@ -143,42 +130,9 @@ pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         &[],
     )
     .create()?;
-    // Malformed messages spread evenly through the history: the DLQ path runs under load.
-    let every = (payloads.len() / (bad.len() + 1)).max(1);
-    let mut bad_iter = bad.iter();
-    let mut backlog = 0usize;
-    for (i, (key, payload)) in payloads.iter().enumerate() {
-        produce(&producer, key, payload.as_bytes());
-        backlog += 1;
-        if (i + 1) % every == 0 {
-            if let Some((payload, _)) = bad_iter.next() {
-                produce(&producer, "u-bad", payload.as_bytes());
-                backlog += 1;
-            }
-        }
-    }
-    let _ = producer.flush(Duration::from_secs(30));
+    let backlog = produce_history(&producer, &payloads, &bad);
 
-    let cfg = PipelineConfig {
-        brokers: brokers.clone(),
-        group: "churnguard-demo".into(),
-        input_topic: INPUT.into(),
-        alert_topic: ALERTS.into(),
-        dlq_topic: DLQ.into(),
-        outcome_topic: None,
-        changelog_topic: Some(CHANGELOG.into()),
-        commit_interval: Duration::from_secs(2),
-        session_timeout_ms: 6_000,
-        fetch_wait_ms: 500,
-        kafka_options: Vec::new(),
-        engine: EngineConfig {
-            windows: demo.windows,
-            ..EngineConfig::default()
-        },
-        max_future_skew: 3_600_000,
-        shutdown_timeout: Duration::from_secs(10),
-        unassigned_timeout: None,
-    };
+    let cfg = pipeline_config(&brokers, demo.windows);
     let (stop_tx, stop_rx) = watch::channel(false);
     // The demo serves one model: no reload watcher, so the sender is dropped at once.
     let (_, models) = watch::channel(Arc::clone(&model));
@@ -199,13 +153,15 @@ pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Resul
     let started = Instant::now();
     let deadline = demo.stop_after.map(|d| started + d);
     let mut backlog_done = false;
-    let live_users: Vec<&str> = users
-        .iter()
-        .filter(|u| u.churn_day.is_none())
-        .map(|u| u.user_id.as_str())
-        .collect();
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(demo.seed);
-    let mut live_seq = 0u64;
+    let mut live = LiveEvents {
+        users: users
+            .iter()
+            .filter(|u| u.churn_day.is_none())
+            .map(|u| u.user_id.as_str())
+            .collect(),
+        rng: rand::rngs::SmallRng::seed_from_u64(demo.seed),
+        seq: 0,
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
@@ -217,41 +173,10 @@ pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         }
         if !backlog_done && metrics.messages_handled() as usize >= backlog {
             backlog_done = true;
-            let secs = started.elapsed().as_secs_f64();
-            println!(
-                "history of {backlog} messages processed in {secs:.1} s ({:.0} messages/s, including group join); \
-                 now streaming live events at {}/s — Ctrl-C to stop",
-                backlog as f64 / secs,
-                demo.live_rate
-            );
+            print_backlog_done(backlog, started, demo.live_rate);
         }
-        if backlog_done && demo.live_rate > 0 && !live_users.is_empty() {
-            let now = chrono::Utc::now().timestamp_millis();
-            for _ in 0..(demo.live_rate / 10).max(1) {
-                let user = live_users[rng.gen_range(0..live_users.len())];
-                let kind = [
-                    EventKind::Login,
-                    EventKind::PageView,
-                    EventKind::PageView,
-                    EventKind::Search,
-                    EventKind::CartAdd,
-                    EventKind::Purchase,
-                ][rng.gen_range(0..6)];
-                let e = Event {
-                    event_id: format!("live-{live_seq}"),
-                    user_id: user.to_string(),
-                    kind,
-                    ts: now,
-                    amount: if kind == EventKind::Purchase {
-                        rng.gen_range(5.0..150.0f64).round()
-                    } else {
-                        0.0
-                    },
-                };
-                live_seq += 1;
-                produce(&producer, user, encode(&e).as_bytes());
-            }
-            producer.poll(Duration::ZERO);
+        if backlog_done && demo.live_rate > 0 {
+            live.produce(&producer, (demo.live_rate / 10).max(1));
         }
     }
     let _ = producer.flush(Duration::from_secs(5));
@@ -264,6 +189,24 @@ pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Resul
     let _ = printer.await;
     server.task.abort();
     drop(producer);
+    print_summary(&report, started, &users);
+    drop(cluster);
+    Ok(())
+}
+
+/// The line that marks the end of the history.
+fn print_backlog_done(backlog: usize, started: Instant, live_rate: u32) {
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "history of {backlog} messages processed in {secs:.1} s ({:.0} messages/s, including group join); \
+         now streaming live events at {}/s — Ctrl-C to stop",
+        backlog as f64 / secs,
+        live_rate
+    );
+}
+
+/// The closing line: what went through and how many alerts came out.
+fn print_summary(report: &PipelineReport, started: Instant, users: &[SynthUser]) {
     println!(
         "demo stopped: {} messages consumed ({} rejected to the DLQ), {} win-back alerts published in {:.1} s \
          (churners in the synthetic history: {})",
@@ -273,8 +216,124 @@ pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         started.elapsed().as_secs_f64(),
         users.iter().filter(|u| u.churn_day.is_some()).count()
     );
-    drop(cluster);
-    Ok(())
+}
+
+/// Starts the embedded broker with the demo's topics; returns it and the input's partition count.
+fn start_cluster(
+    payloads: &[(&str, String)],
+) -> Result<
+    (
+        MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+        i32,
+    ),
+    DemoError,
+> {
+    // The mock broker keeps at most 100,000 messages / 5 MB per partition and silently drops the
+    // oldest beyond that, so the input topic gets enough partitions to hold the whole history.
+    let bytes: usize = payloads.iter().map(|(k, p)| k.len() + p.len() + 64).sum();
+    let partitions =
+        i32::try_from((bytes / MOCK_PARTITION_BUDGET_BYTES + 1).max(payloads.len() / 60_000 + 1))
+            .unwrap_or(i32::MAX)
+            .clamp(3, 256);
+    let cluster = MockCluster::new(1)?;
+    cluster.create_topic(INPUT, partitions, 1)?;
+    cluster.create_topic(ALERTS, 1, 1)?;
+    cluster.create_topic(DLQ, 1, 1)?;
+    // The mock cluster's admin API times out: the service would create its changelog through
+    // it, so the demo creates it here (same partition count as the input).
+    cluster.create_topic(CHANGELOG, partitions, 1)?;
+    Ok((cluster, partitions))
+}
+
+/// Produces the generated history with the malformed messages spread evenly through it (so the
+/// DLQ path runs under load); returns how many messages went.
+fn produce_history(
+    producer: &BaseProducer,
+    payloads: &[(&str, String)],
+    bad: &[(String, &str)],
+) -> usize {
+    let mut backlog = 0usize;
+    // Malformed messages spread evenly through the history: the DLQ path runs under load.
+    let every = (payloads.len() / (bad.len() + 1)).max(1);
+    let mut bad_iter = bad.iter();
+    for (i, (key, payload)) in payloads.iter().enumerate() {
+        produce(producer, key, payload.as_bytes());
+        backlog += 1;
+        if (i + 1) % every == 0 {
+            if let Some((payload, _)) = bad_iter.next() {
+                produce(producer, "u-bad", payload.as_bytes());
+                backlog += 1;
+            }
+        }
+    }
+    let _ = producer.flush(Duration::from_secs(30));
+    backlog
+}
+
+/// The service's configuration for the embedded broker.
+fn pipeline_config(brokers: &str, windows: Windows) -> PipelineConfig {
+    PipelineConfig {
+        brokers: brokers.to_string(),
+        group: "churnguard-demo".into(),
+        input_topic: INPUT.into(),
+        alert_topic: ALERTS.into(),
+        dlq_topic: DLQ.into(),
+        outcome_topic: None,
+        changelog_topic: Some(CHANGELOG.into()),
+        commit_interval: Duration::from_secs(2),
+        session_timeout_ms: 6_000,
+        fetch_wait_ms: 500,
+        kafka_options: Vec::new(),
+        engine: EngineConfig {
+            windows,
+            ..EngineConfig::default()
+        },
+        max_future_skew: 3_600_000,
+        shutdown_timeout: Duration::from_secs(10),
+        unassigned_timeout: None,
+    }
+}
+
+/// The live trickle after the history: random activity of the users who did not churn.
+struct LiveEvents<'a> {
+    users: Vec<&'a str>,
+    rng: rand::rngs::SmallRng,
+    seq: u64,
+}
+
+impl LiveEvents<'_> {
+    /// Produces `count` events stamped now.
+    fn produce(&mut self, producer: &BaseProducer, count: u32) {
+        if self.users.is_empty() {
+            return;
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        for _ in 0..count {
+            let user = self.users[self.rng.gen_range(0..self.users.len())];
+            let kind = [
+                EventKind::Login,
+                EventKind::PageView,
+                EventKind::PageView,
+                EventKind::Search,
+                EventKind::CartAdd,
+                EventKind::Purchase,
+            ][self.rng.gen_range(0..6)];
+            let e = Event {
+                event_id: format!("live-{}", self.seq),
+                user_id: user.to_string(),
+                kind,
+                ts: now,
+                amount: if kind == EventKind::Purchase {
+                    self.rng.gen_range(5.0..150.0f64).round()
+                } else {
+                    0.0
+                },
+            };
+            self.seq += 1;
+            produce(producer, user, encode(&e).as_bytes());
+        }
+        producer.poll(Duration::ZERO);
+    }
 }
 
 fn produce(producer: &BaseProducer, key: &str, payload: &[u8]) {
