@@ -4,10 +4,21 @@
 //!
 //! ```text
 //!  kafka::source ──► event (decode, validate) ──► engine ──► kafka::sink
-//!                         │ rejects → DLQ          │  features (per-user windows, timers)
-//!                                                  │  model    (churn probability)
-//!                                                  │  alert    (episode policy, payload)
+//!   (consumer,            │ rejects → DLQ          │  features (per-user windows, caps, stage)
+//!    checkpoint,                                   │  scoring  (model::Model behind `Scorer`)
+//!    restore)                                      │  alert    (episode rule, AlertId)
+//!                                                  │  policy   (bands, tiers, actions, caps)
 //! ```
+//!
+//! Layers, inner to outer (imports only point inward; `scripts/check-layers.py` checks it):
+//!
+//! - **core**, pure: [`time`], [`event`], [`features`], [`scoring`], [`alert`], [`policy`],
+//!   [`engine`], [`clock`], [`dedupe`], and the serving half of [`model`];
+//! - **training**: the offline half of [`model`] (dataset, train phases, evaluate, cards);
+//! - **adapters**: [`kafka`] (pipeline, checkpoint, restore, client, telemetry), [`metrics`],
+//!   [`http`], `model::reload`;
+//! - **tools**: [`replay`], [`synth`], [`demo`], [`loadgen`];
+//! - the command line lives in the binary (`src/main.rs`, `src/cli/`), not in this library.
 //!
 //! Everything between the source and the sink (event → features → model → alert) is pure and
 //! knows nothing of Kafka: the service, `replay`, `train`, tests and benchmarks all drive the
