@@ -17,7 +17,6 @@ use util::service::{now_ms, produce_events, Service, Topics};
 use util::{shared, wait_until};
 
 #[test]
-#[ignore = "not yet seen passing end to end: loaded, the first run lost its session before the kill; quiet, it committed the whole input before the kill (killed mid-stream fails); run with --ignored"]
 fn a_member_restarted_within_the_session_timeout_takes_the_partitions_and_finishes() {
     let broker = shared();
     let bootstrap = broker.bootstrap();
@@ -38,24 +37,25 @@ fn a_member_restarted_within_the_session_timeout_takes_the_partitions_and_finish
         "100",
         "--kafka-option",
         "max.partition.fetch.bytes=16384",
+        "--kafka-option",
+        "queued.max.messages.kbytes=64",
     ];
     let mut first = Service::start_with(&bootstrap, &t, &extra);
+    // From the service's own metrics (a broker query per poll takes long enough for a quiet
+    // machine to finish the whole input meanwhile).
     let mid_stream = wait_until(Duration::from_secs(180), || {
-        first
-            .try_metrics()
-            .is_some_and(|m| m.handled() >= total / 20)
-            && util::committed_offsets(&bootstrap, &t.group, &t.input)
-                .iter()
-                .any(|&o| o > 0)
+        first.try_metrics().is_some_and(|m| {
+            m.handled() >= total / 20 && m.sum("churnguard_offset_commits_total", &["\"ok\""]) > 0.0
+        })
     });
     assert!(
         mid_stream,
         "first run did not get going; log:\n{}",
         first.log_text()
     );
-    assert!(!committed_to_end(&bootstrap, &t), "killed mid-stream");
     first.kill();
     let killed = Instant::now();
+    assert!(!committed_to_end(&bootstrap, &t), "killed mid-stream");
 
     // At once: the predecessor's session (6 s) is still open at the broker.
     let mut second = Service::start_with(&bootstrap, &t, &extra);
