@@ -215,7 +215,20 @@ fn sigkill_mid_stream_then_restart_processes_every_event_and_duplicate_alerts_sh
 
     // First run: metrics over HTTP move while it runs; it is killed once a checkpoint has
     // committed part of the stream, while it works on the rest.
-    let mut first = Service::start_with(&bootstrap, &t, &["--commit-interval-ms", "100"]);
+    // Small fetches and a bounded prefetch keep the run going long enough for the kill to land
+    // mid-stream on a fast machine (each poll below also asks the broker for committed offsets).
+    let mut first = Service::start_with(
+        &bootstrap,
+        &t,
+        &[
+            "--commit-interval-ms",
+            "100",
+            "--kafka-option",
+            "max.partition.fetch.bytes=16384",
+            "--kafka-option",
+            "queued.max.messages.kbytes=64",
+        ],
+    );
     let mut seen = Vec::new();
     let mid_stream = wait_until(Duration::from_secs(90), || {
         let m = first.metrics();
