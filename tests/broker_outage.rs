@@ -55,7 +55,20 @@ fn the_service_rides_out_a_broker_restart() {
     produce_events(&bootstrap, &t.input, &events);
     let total = events.len() as u64;
 
-    let mut s = Service::start_with(&bootstrap, &t, &["--commit-interval-ms", "200"]);
+    // Small fetches and a bounded prefetch keep the run going long enough for the outage to come
+    // mid-run on a fast machine (each poll below also asks the broker for committed offsets).
+    let mut s = Service::start_with(
+        &bootstrap,
+        &t,
+        &[
+            "--commit-interval-ms",
+            "200",
+            "--kafka-option",
+            "max.partition.fetch.bytes=16384",
+            "--kafka-option",
+            "queued.max.messages.kbytes=64",
+        ],
+    );
     let mid_run = wait_until(Duration::from_secs(120), || {
         s.try_metrics().is_some_and(|m| m.handled() >= total / 8)
             && util::committed_offsets(&bootstrap, &t.group, &t.input)
