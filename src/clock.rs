@@ -9,9 +9,6 @@
 //! each partition's events, not of fetch timing. Once the partition is caught up, nothing unread
 //! can contradict the wall clock, which then drives it, so silent users are re-scored in real
 //! time and a quiet partition never waits on the others.
-//!
-//! [`WatermarkClock::now`] is the group watermark (the slowest lagging partition): the earliest
-//! event time the assigned partitions as a whole may still deliver.
 
 use std::collections::BTreeMap;
 
@@ -28,11 +25,11 @@ pub struct PartitionProgress {
 
 /// Per-partition progress of one consumer, and the engine time it implies.
 #[derive(Debug, Clone, Default)]
-pub struct WatermarkClock {
+pub struct PartitionClocks {
     partitions: BTreeMap<i32, PartitionProgress>,
 }
 
-impl WatermarkClock {
+impl PartitionClocks {
     /// Replaces the set of assigned partitions, keeping progress of those that stay.
     pub fn assign(&mut self, partitions: &[i32]) {
         self.partitions.retain(|p, _| partitions.contains(p));
@@ -61,11 +58,6 @@ impl WatermarkClock {
         }
     }
 
-    /// Whether every assigned partition is caught up (and at least one is assigned).
-    pub fn all_caught_up(&self) -> bool {
-        !self.partitions.is_empty() && self.partitions.values().all(|p| p.caught_up)
-    }
-
     /// The time the engine of `partition` may move to: the latest event time read from it while
     /// it lags (`None` before its first event), the wall clock (or its latest event time, if
     /// ahead) once it is caught up; `None` for a partition not assigned.
@@ -77,28 +69,6 @@ impl WatermarkClock {
             p.max_event_ts
         }
     }
-
-    /// The group watermark, or `None` when it cannot tell yet (a lagging partition has not
-    /// delivered any event, so its backlog could be arbitrarily old).
-    pub fn now(&self, wall: Millis) -> Option<Millis> {
-        if self.partitions.is_empty() {
-            return None;
-        }
-        let latest = self
-            .partitions
-            .values()
-            .filter_map(|p| p.max_event_ts)
-            .max();
-        if self.all_caught_up() {
-            return Some(latest.map_or(wall, |l| l.max(wall)));
-        }
-        let mut lagging_min: Option<Millis> = None;
-        for p in self.partitions.values().filter(|p| !p.caught_up) {
-            let ts = p.max_event_ts?;
-            lagging_min = Some(lagging_min.map_or(ts, |m: Millis| m.min(ts)));
-        }
-        lagging_min
-    }
 }
 
 #[cfg(test)]
@@ -106,63 +76,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn while_catching_up_the_slowest_lagging_partition_sets_the_time() {
-        let mut c = WatermarkClock::default();
-        c.assign(&[0, 1, 2]);
-        assert_eq!(c.now(1_000), None, "nothing read yet");
-        c.observe(0, 100);
-        c.observe(1, 300);
-        assert_eq!(c.now(1_000), None, "partition 2 may hold older events");
-        c.observe(2, 200);
-        assert_eq!(c.now(1_000), Some(100));
-        c.set_caught_up(0, true);
-        assert_eq!(
-            c.now(1_000),
-            Some(200),
-            "a caught-up partition does not hold the clock back"
-        );
-    }
-
-    #[test]
-    fn a_quiet_partition_does_not_stall_the_clock() {
-        let mut c = WatermarkClock::default();
-        c.assign(&[0, 1]);
-        c.observe(0, 50);
-        c.set_caught_up(0, true); // its users went silent
-        c.observe(1, 500);
-        assert_eq!(c.now(10_000), Some(500));
-    }
-
-    #[test]
-    fn when_everything_is_caught_up_the_wall_clock_drives() {
-        let mut c = WatermarkClock::default();
-        c.assign(&[0, 1]);
-        c.observe(0, 500);
-        c.set_caught_up(0, true);
-        c.set_caught_up(1, true);
-        assert_eq!(c.now(10_000), Some(10_000));
-        assert_eq!(
-            c.now(100),
-            Some(500),
-            "event time ahead of a slow wall clock wins"
-        );
-    }
-
-    #[test]
     fn events_of_unknown_partitions_do_not_move_the_clock() {
-        let mut c = WatermarkClock::default();
+        let mut c = PartitionClocks::default();
         c.observe(0, 500);
-        assert_eq!(c.now(1_000), None, "no assignment known yet");
+        assert_eq!(c.partition_now(0, 1_000), None, "no assignment known yet");
         c.assign(&[0, 1]);
+        assert_eq!(
+            c.partition_now(0, 1_000),
+            None,
+            "the early event was not kept"
+        );
         c.observe(0, 500);
-        assert_eq!(c.now(1_000), None, "partition 1 has not delivered");
+        assert_eq!(c.partition_now(0, 1_000), Some(500));
     }
 
     /// A partition read ahead of the others keeps its own time (its timers fire in step with its
     /// own events), and one behind is not pushed past events it has not delivered yet.
     #[test]
     fn each_partition_runs_on_its_own_event_time_while_it_lags() {
-        let mut c = WatermarkClock::default();
+        let mut c = PartitionClocks::default();
         c.assign(&[0, 1, 2]);
         assert_eq!(c.partition_now(0, 1_000_000), None, "nothing read yet");
         c.observe(0, 900);
@@ -206,11 +138,14 @@ mod tests {
 
     #[test]
     fn reassignment_forgets_revoked_partitions() {
-        let mut c = WatermarkClock::default();
+        let mut c = PartitionClocks::default();
         c.assign(&[0, 1]);
         c.observe(0, 5);
         c.assign(&[1]);
         c.observe(1, 7);
-        assert_eq!(c.now(0), Some(7));
+        assert_eq!(c.partition_now(0, 0), None);
+        assert_eq!(c.partition_now(1, 0), Some(7));
+        c.assign(&[0, 1]);
+        assert_eq!(c.partition_now(0, 0), None, "taken back: starts afresh");
     }
 }

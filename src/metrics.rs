@@ -241,7 +241,7 @@ impl Metrics {
             ),
             watermark_seconds: gauge(
                 "churnguard_event_time_watermark_seconds",
-                "The engine's event-time clock, as Unix seconds.",
+                "The event-time clock of the slowest assigned partition, as Unix seconds (each partition keeps its own).",
             ),
             producer_delivery_errors: counter_vec(
                 "churnguard_producer_delivery_errors_total",

@@ -167,8 +167,6 @@ fn run_service(bootstrap: &str, input: &str, name: &str, options: &[&str]) -> BT
 }
 
 #[test]
-#[ignore = "KNOWN FAILING: the service still moves every partition on the group watermark; the \
-            per-partition clock that makes this pass broke lifecycle stages in tests/silence.rs"]
 fn alerts_do_not_depend_on_partition_consumption_speed() {
     let broker = shared();
     let bootstrap = broker.bootstrap();

@@ -24,7 +24,7 @@ use super::source::{self, Source, StatsByPartition};
 use super::state::{self, Partitions};
 use super::telemetry::{self, Emit, EngineStatsExport};
 use super::{PipelineConfig, PipelineError, PipelineReport};
-use crate::clock::WatermarkClock;
+use crate::clock::PartitionClocks;
 use crate::engine::{Applied, Scored};
 use crate::event::{self, EventKind, RejectReason, Rejection};
 use crate::metrics::Metrics;
@@ -91,7 +91,7 @@ struct Pipeline<'a> {
     partitions: Arc<Mutex<Partitions>>,
     checkpoint: Arc<Checkpoint>,
     restorer: Restorer,
-    clock: WatermarkClock,
+    clock: PartitionClocks,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     assigned: Vec<i32>,
@@ -226,7 +226,7 @@ impl<'a> Pipeline<'a> {
             partitions,
             checkpoint,
             restorer,
-            clock: WatermarkClock::default(),
+            clock: PartitionClocks::default(),
             metrics,
             ready,
             assigned: Vec::new(),
@@ -507,20 +507,19 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
-    /// Moves the engines' clocks as far as the group's progress allows; fires due timers.
+    /// Moves each partition's engine clock as far as that partition's progress allows; fires
+    /// due timers.
     ///
-    /// Every partition's engine moves to the group watermark (the slowest lagging partition's
-    /// latest event time; the wall clock once all are caught up). Each partition on its own time
-    /// (`WatermarkClock::partition_now`) would make alerts independent of fetch speed, but it left
-    /// a busy partition's users in the wrong lifecycle stage (tests/silence.rs), so it is not
-    /// used until that is understood.
+    /// A partition with a backlog moves on its own latest event time, so a user's timer never
+    /// fires ahead of events of that user's partition that are still unread: which alerts exist
+    /// does not depend on how fast each partition is fetched. A caught-up partition moves with
+    /// the wall clock (see [`PartitionClocks::partition_now`]).
     fn advance_clock(&mut self) -> Result<(), PipelineError> {
-        let Some(now) = self.clock.now(wall_now()) else {
-            return Ok(());
-        };
+        let wall = wall_now();
         self.scored.clear();
         let mut scored = std::mem::take(&mut self.scored);
-        lock(&self.partitions).advance(|_| Some(now), &mut scored);
+        let clock = &self.clock;
+        lock(&self.partitions).advance(|p| clock.partition_now(p, wall), &mut scored);
         for s in &scored {
             self.publish(s)?;
         }

@@ -266,12 +266,15 @@ impl Partitions {
             .sum()
     }
 
-    /// The latest engine clock (`Millis::MIN` before anything happened).
+    /// The slowest partition's engine clock, among those that have one (`Millis::MIN` before
+    /// anything happened): each partition keeps its own time, and how far event time lags the
+    /// wall clock is what the slowest one shows.
     pub fn clock(&self) -> Millis {
         self.tasks
             .values()
             .map(|t| t.engine.clock())
-            .max()
+            .filter(|&c| c != Millis::MIN)
+            .min()
             .unwrap_or(Millis::MIN)
     }
 
