@@ -42,6 +42,7 @@ MODULES = {
     "engine": "core",
     "event": "core",
     "features": "core",
+    "mapping": "core",
     "model": "core",
     "model::card": "training",
     "model::evaluate": "training",

@@ -34,6 +34,7 @@ pub mod features;
 pub mod http;
 pub mod kafka;
 pub mod loadgen;
+pub mod mapping;
 pub mod metrics;
 pub mod model;
 pub mod policy;
