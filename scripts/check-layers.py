@@ -55,6 +55,7 @@ MODULES = {
     "model::train": "training",
     "policy": "core",
     "scoring": "core",
+    "spans": "core",
     "time": "core",
     "http": "adapters",
     "kafka": "adapters",

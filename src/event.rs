@@ -239,6 +239,25 @@ pub fn decode(payload: &[u8], now: Millis, max_future_skew: Millis) -> Result<Ev
             format!("ts {ts_text:?} is outside {}", time_range()),
         )
     })?;
+    check_not_future(ts, &ts_text, now, max_future_skew)?;
+    let amount = check_amount(wire.amount.unwrap_or(0.0))?;
+    Ok(Event {
+        event_id: event_id.into_owned(),
+        user_id: user_id.into_owned(),
+        kind,
+        ts,
+        amount,
+    })
+}
+
+/// Refuses (`future_timestamp`) an event time further ahead of `now` than `max_future_skew`;
+/// `ts_text` is the time as the input wrote it.
+pub fn check_not_future(
+    ts: Millis,
+    ts_text: &str,
+    now: Millis,
+    max_future_skew: Millis,
+) -> Result<(), Rejection> {
     if ts > now.saturating_add(max_future_skew) {
         return Err(Rejection::new(
             RejectReason::FutureTimestamp,
@@ -249,14 +268,7 @@ pub fn decode(payload: &[u8], now: Millis, max_future_skew: Millis) -> Result<Ev
             ),
         ));
     }
-    let amount = check_amount(wire.amount.unwrap_or(0.0))?;
-    Ok(Event {
-        event_id: event_id.into_owned(),
-        user_id: user_id.into_owned(),
-        kind,
-        ts,
-        amount,
-    })
+    Ok(())
 }
 
 /// The representable time range, as a person reads it.

@@ -40,6 +40,7 @@ pub mod model;
 pub mod policy;
 pub mod replay;
 pub mod scoring;
+pub mod spans;
 pub mod synth;
 pub mod time;
 

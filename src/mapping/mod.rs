@@ -9,7 +9,21 @@
 //! A record may also be *ignored*: a known event type that carries no signal (an `identify`
 //! call, a `page` of the help center) is counted, not dead-lettered.
 
-use std::sync::Arc;
+mod apply;
+mod lookup;
+mod parse;
+mod spec;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, OnceLock};
+
+pub use apply::{parse_time, ANONYMOUS, UNKNOWN};
+pub use parse::{load, parse, MappingError};
+pub use spec::{
+    Anonymous, FieldPath, Mapping, Money, Pattern, Target, TimeFormat, TypeTable, UnknownTypes,
+};
 
 use crate::event::{self, Event, RejectReason, Rejection};
 use crate::Millis;
@@ -19,8 +33,9 @@ use crate::Millis;
 pub enum Decoded {
     /// An event for the engine.
     Event(Event),
-    /// A record the mapping declares as carrying no signal; `source_type` is its type as the
-    /// source names it, for counting.
+    /// A record the mapping declares as carrying no signal, counted under `source_type`: a
+    /// type the mapping lists (so the label set is bounded by the mapping file),
+    /// [`UNKNOWN`] or [`ANONYMOUS`].
     Ignored { source_type: String },
 }
 
@@ -31,21 +46,30 @@ pub struct EventDecoder {
     mapping: Option<Arc<Mapping>>,
 }
 
-/// A parsed, validated mapping file. (Its contents arrive with the mapping parser.)
-#[derive(Debug, Default)]
-pub struct Mapping {
-    fingerprint: String,
-}
-
 impl EventDecoder {
     /// The native schema: `event_id`, `user_id`, `type`, `ts` (RFC 3339), optional `amount`.
     pub fn native() -> Self {
         EventDecoder::default()
     }
 
+    /// Records through `mapping`.
+    pub fn mapped(mapping: Mapping) -> Self {
+        EventDecoder {
+            mapping: Some(Arc::new(mapping)),
+        }
+    }
+
+    /// The mapping file's decoder, or the native one without a file.
+    pub fn from_file(path: Option<&std::path::Path>) -> Result<Self, MappingError> {
+        Ok(match path {
+            Some(p) => EventDecoder::mapped(load(p)?),
+            None => EventDecoder::native(),
+        })
+    }
+
     /// The mapping's fingerprint (a short hash of its meaning), `None` for the native schema.
-    pub fn fingerprint(&self) -> Option<&str> {
-        self.mapping.as_ref().map(|m| m.fingerprint.as_str())
+    pub fn fingerprint(&self) -> Option<String> {
+        self.mapping.as_ref().map(|m| m.fingerprint())
     }
 
     /// Decodes one record's bytes (a Kafka message payload, a JSONL line). `now` and
@@ -56,37 +80,37 @@ impl EventDecoder {
         now: Millis,
         max_future_skew: Millis,
     ) -> Result<Decoded, Rejection> {
-        event::decode(payload, now, max_future_skew).map(Decoded::Event)
+        let Some(mapping) = &self.mapping else {
+            return event::decode(payload, now, max_future_skew).map(Decoded::Event);
+        };
+        let text = std::str::from_utf8(payload)
+            .map_err(|e| Rejection::new(RejectReason::MalformedJson, format!("not UTF-8: {e}")))?;
+        let record = lookup::RawObject::parse(text)
+            .map_err(|e| Rejection::new(RejectReason::MalformedJson, e.to_string()))?;
+        mapping.apply(&record, now, max_future_skew)
     }
 
     /// Decodes one record given as a JSON value: a CSV or Parquet row as an object of column
     /// name → value. Cells of text files are strings, so a number written as a string is
-    /// accepted where a number is expected.
+    /// accepted where a number is expected; without a mapping file the columns are the native
+    /// schema's.
     pub fn decode_value(
         &self,
         value: &serde_json::Value,
         now: Millis,
         max_future_skew: Millis,
     ) -> Result<Decoded, Rejection> {
-        let mut value = value.clone();
-        if let Some(amount) = value.get_mut("amount") {
-            if let Some(text) = amount.as_str() {
-                let trimmed = text.trim();
-                *amount = if trimmed.is_empty() {
-                    serde_json::Value::Null
-                } else {
-                    let number: f64 = trimmed.parse().map_err(|_| {
-                        Rejection::new(
-                            RejectReason::InvalidAmount,
-                            format!("amount {text:?} is not a number"),
-                        )
-                    })?;
-                    serde_json::json!(number)
-                };
-            }
+        static NATIVE: OnceLock<Mapping> = OnceLock::new();
+        let mapping = match &self.mapping {
+            Some(m) => m.as_ref(),
+            None => NATIVE.get_or_init(Mapping::native),
+        };
+        if !value.is_object() {
+            return Err(Rejection::new(
+                RejectReason::MalformedJson,
+                "a record must be an object of fields",
+            ));
         }
-        let bytes = serde_json::to_vec(&value)
-            .map_err(|e| Rejection::new(RejectReason::MalformedJson, e.to_string()))?;
-        self.decode(&bytes, now, max_future_skew)
+        mapping.apply(&value, now, max_future_skew)
     }
 }

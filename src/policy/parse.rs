@@ -109,14 +109,7 @@ impl Cx<'_> {
     }
 
     fn line_col(&self, offset: usize) -> (usize, usize) {
-        let mut offset = offset.min(self.src.len());
-        while !self.src.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let before = &self.src[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        (line, before[line_start..].chars().count() + 1)
+        crate::spans::line_col(self.src, offset)
     }
 
     fn line(&self, span: &Range<usize>) -> usize {
