@@ -288,6 +288,7 @@ fn pipeline_config(brokers: &str, windows: Windows) -> PipelineConfig {
             windows,
             ..EngineConfig::default()
         },
+        decoder: crate::mapping::EventDecoder::native(),
         max_future_skew: 3_600_000,
         shutdown_timeout: Duration::from_secs(10),
         unassigned_timeout: None,

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub events_rejected: IntCounterVec,
     /// Valid events that arrived without a message key.
     pub events_null_key: IntCounter,
+    pub events_ignored: IntCounterVec,
+    pub model_mapping_mismatch: IntGauge,
     pub dlq_published: IntCounter,
     /// Refused messages too large to dead-letter whole, sent as a prefix with size and hash.
     pub dlq_truncated: IntCounter,
@@ -150,6 +152,15 @@ impl Metrics {
                 "churnguard_events_rejected_total",
                 "Input messages refused and sent to the dead-letter topic, by reason.",
                 &["reason"],
+            ),
+            events_ignored: counter_vec(
+                "churnguard_events_ignored_total",
+                "Input messages the event mapping declares as carrying no signal (counted, not dead-lettered), by the mapping entry that matched, `unknown` or `anonymous`.",
+                &["source_type"],
+            ),
+            model_mapping_mismatch: int_gauge(
+                "churnguard_model_mapping_mismatch",
+                "1 when the model was trained on events read through another event mapping than the one this service decodes with (its scores may not mean what they did in training).",
             ),
             events_null_key: counter(
                 "churnguard_events_null_key_total",

@@ -13,15 +13,13 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use churnguard::engine::{Engine, EngineConfig};
 use churnguard::event::{encode, Event, EventKind};
 use churnguard::model::Model;
 use churnguard::{replay, synth, DAY_MS};
-use util::changelog::committed_to_end;
-use util::service::{now_ms, produce_events, Service, Topics};
-use util::{create_topic, shared, unique, wait_until};
+use util::service::{alert_ids_to_the_end, now_ms, produce_events};
+use util::{create_topic, shared, unique};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -119,53 +117,6 @@ fn cdnow_alerts_do_not_depend_on_file_order() {
     ));
 }
 
-/// One service run over `input` with its own group and alert topic, consumed with the given
-/// `--kafka-option`s; returns the alert ids once every event is committed and every user's
-/// last timer has fired (the data lies further back than the retention, so that is eviction).
-fn run_service(bootstrap: &str, input: &str, name: &str, options: &[&str]) -> BTreeSet<String> {
-    let t = Topics {
-        input: input.to_string(),
-        alerts: unique(&format!("{name}-alerts")),
-        dlq: unique(&format!("{name}-dlq")),
-        group: unique(&format!("{name}-group")),
-    };
-    create_topic(bootstrap, &t.alerts, 1);
-    create_topic(bootstrap, &t.dlq, 1);
-    let mut args = Vec::new();
-    for o in options {
-        args.extend(["--kafka-option", o]);
-    }
-    let mut s = Service::start_with(bootstrap, &t, &args);
-    let done = wait_until(Duration::from_secs(300), || {
-        committed_to_end(bootstrap, &t)
-            && s.try_metrics().is_some_and(|m| {
-                m.sum("churnguard_users_tracked", &[]) == 0.0
-                    && m.sum("churnguard_events_consumed_total", &[]) > 0.0
-            })
-    });
-    assert!(done, "{name} did not finish; log:\n{}", s.log_text());
-    let published = s.metrics().sum("churnguard_alerts_published_total", &[]) as usize;
-    let alerts = util::consume_all(bootstrap, &t.alerts, published, Duration::from_secs(60));
-    assert_eq!(
-        alerts.len(),
-        published,
-        "{name}: every published alert is read back"
-    );
-    let status = s.terminate(Duration::from_secs(35));
-    assert!(
-        status.success(),
-        "{name} exit {status}; log:\n{}",
-        s.log_text()
-    );
-    alerts
-        .iter()
-        .map(|(_, payload, _)| {
-            let a: serde_json::Value = serde_json::from_str(payload).unwrap();
-            a["alert_id"].as_str().unwrap().to_string()
-        })
-        .collect()
-}
-
 #[test]
 fn alerts_do_not_depend_on_partition_consumption_speed() {
     let broker = shared();
@@ -183,19 +134,21 @@ fn alerts_do_not_depend_on_partition_consumption_speed() {
     create_topic(&bootstrap, &input, 3);
     produce_events(&bootstrap, &input, &events);
     // Small fetches: the three partitions advance in lock step.
-    let lockstep = run_service(
+    let lockstep = alert_ids_to_the_end(
         &bootstrap,
         &input,
         "lockstep",
-        &["max.partition.fetch.bytes=2048"],
+        &["--kafka-option", "max.partition.fetch.bytes=2048"],
     );
     // Fetches large enough for a whole partition's backlog: one partition runs far ahead.
-    let skewed = run_service(
+    let skewed = alert_ids_to_the_end(
         &bootstrap,
         &input,
         "skewed",
         &[
+            "--kafka-option",
             "max.partition.fetch.bytes=104857600",
+            "--kafka-option",
             "fetch.max.bytes=104857600",
         ],
     );

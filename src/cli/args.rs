@@ -54,6 +54,9 @@ pub enum Command {
     Synth(SynthArgs),
     /// Produce a realistic activity stream to a Kafka topic (benchmarks, load tests).
     Loadgen(LoadgenArgs),
+    /// Show what an event mapping makes of a sample of source events: each record's outcome
+    /// and a histogram of events, ignored and refused records (exit 1 if most are refused).
+    CheckMapping(CheckMappingArgs),
 }
 
 /// Log output options.
@@ -272,6 +275,8 @@ pub struct RunArgs {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub mapping: MappingArgs,
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, env = "CHURNGUARD_METRICS_ADDR", default_value = "0.0.0.0:9464")]
     pub metrics_addr: SocketAddr,
@@ -347,6 +352,38 @@ pub struct ReplayArgs {
     pub features_out: Option<PathBuf>,
     #[command(flatten)]
     pub refusals: RefusalArgs,
+}
+
+/// `--event-mapping`: how input records become events, for the service and the offline tools
+/// alike.
+#[derive(Debug, Clone, Args)]
+pub struct MappingArgs {
+    /// Event mapping file (TOML): where the source keeps each field and what its event types
+    /// mean (presets in deploy/mappings/). Without it, input is churnguard's native JSON.
+    #[arg(long, env = "CHURNGUARD_EVENT_MAPPING")]
+    pub event_mapping: Option<PathBuf>,
+}
+
+impl MappingArgs {
+    /// The decoder these flags describe; a refused mapping names its file and line.
+    pub fn decoder(
+        &self,
+    ) -> Result<churnguard::mapping::EventDecoder, churnguard::mapping::MappingError> {
+        churnguard::mapping::EventDecoder::from_file(self.event_mapping.as_deref())
+    }
+}
+
+/// `churnguard check-mapping`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckMappingArgs {
+    /// Sample of source events, one JSON object per line.
+    #[arg(long)]
+    pub events: PathBuf,
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+    /// How many records to show one by one before the histogram.
+    #[arg(long, default_value_t = 20)]
+    pub show: usize,
 }
 
 /// How many refused lines the offline tools accept before stopping.

@@ -30,6 +30,7 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig> {
         fetch_wait_ms: args.kafka.fetch_wait_ms,
         kafka_options,
         engine: args.engine.engine_config()?,
+        decoder: args.mapping.decoder()?,
         max_future_skew: args.engine.max_future_skew(),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
         unassigned_timeout: (args.unassigned_timeout_secs > 0)

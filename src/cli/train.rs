@@ -59,6 +59,7 @@ pub fn train_config(args: &TrainArgs) -> Result<train::TrainConfig> {
             None => train::ThresholdObjective::MaxF1,
         },
         progress: true,
+        event_mapping: None,
     })
 }
 

@@ -42,6 +42,7 @@ use rdkafka::error::KafkaError;
 use tokio::sync::watch;
 
 use crate::engine::EngineConfig;
+use crate::mapping::EventDecoder;
 use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::Millis;
@@ -71,6 +72,8 @@ pub struct PipelineConfig {
     pub fetch_wait_ms: u64,
     pub kafka_options: Vec<(String, String)>,
     pub engine: EngineConfig,
+    /// Input records to events: the native schema or an event mapping.
+    pub decoder: EventDecoder,
     pub max_future_skew: Millis,
     pub shutdown_timeout: Duration,
     /// `/healthz` fails once the instance has owned no partition this long while input waits

@@ -26,7 +26,8 @@ use super::telemetry::{self, Emit, EngineStatsExport};
 use super::{PipelineConfig, PipelineError, PipelineReport};
 use crate::clock::PartitionClocks;
 use crate::engine::{Applied, Scored};
-use crate::event::{self, EventKind, RejectReason, Rejection};
+use crate::event::{EventKind, RejectReason, Rejection};
+use crate::mapping::Decoded;
 use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::Millis;
@@ -106,6 +107,7 @@ struct Pipeline<'a> {
     idle: IdleWatch,
     /// Every assigned partition was consumed up to its high watermark at the last refresh.
     caught_up: bool,
+    refusals: telemetry::RefusalWatch,
 }
 
 /// What a pipeline shares with the process around it.
@@ -202,6 +204,11 @@ impl<'a> Pipeline<'a> {
             cfg.unassigned_timeout,
         ));
         telemetry::ModelInUse(&model).emit(&metrics);
+        telemetry::MappingInUse {
+            model: &model,
+            service: cfg.decoder.fingerprint().as_deref(),
+        }
+        .emit(&metrics);
         metrics.register_policy(&cfg.engine.policy);
         tracing::info!(
             brokers = %cfg.brokers, group = %cfg.group, input = %cfg.input_topic,
@@ -238,6 +245,7 @@ impl<'a> Pipeline<'a> {
             view,
             idle,
             caught_up: false,
+            refusals: telemetry::RefusalWatch::default(),
         })
     }
 
@@ -346,6 +354,11 @@ impl<'a> Pipeline<'a> {
             .map(|m| m.version().to_string())
             .unwrap_or_default();
         telemetry::ModelInUse(&model).emit(&self.metrics);
+        telemetry::MappingInUse {
+            model: &model,
+            service: self.cfg.decoder.fingerprint().as_deref(),
+        }
+        .emit(&self.metrics);
         tracing::info!(previous_version = %previous, version = model.version(), "pipeline scores with the reloaded model");
         partitions.set_model(Some(model));
     }
@@ -399,12 +412,27 @@ impl<'a> Pipeline<'a> {
         // A fresh pipeline reads again from the last checkpoint: apply, but count once.
         let first_time = self.continuity.first_time(partition, m.offset());
         let decoded = match m.payload() {
-            Some(payload) => event::decode(payload, wall_now(), self.cfg.max_future_skew),
+            Some(payload) => self
+                .cfg
+                .decoder
+                .decode(payload, wall_now(), self.cfg.max_future_skew),
             None => Err(Rejection::new(RejectReason::MalformedJson, NULL_PAYLOAD)),
         };
+        if first_time {
+            self.refusals
+                .record(decoded.is_err(), self.cfg.decoder.fingerprint().as_deref());
+        }
         match decoded {
             Err(rejection) => self.dead_letter(m, &rejection, first_time)?,
-            Ok(ev) => {
+            Ok(Decoded::Ignored { source_type }) => {
+                if first_time {
+                    telemetry::EventIgnored {
+                        source_type: &source_type,
+                    }
+                    .emit(&self.metrics);
+                }
+            }
+            Ok(Decoded::Event(ev)) => {
                 self.clock.observe(partition, ev.ts);
                 self.advance_clock()?;
                 let t = Instant::now();

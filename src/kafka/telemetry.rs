@@ -84,6 +84,82 @@ impl Emit for EventApplied {
     }
 }
 
+/// An input message the event mapping declares as carrying no signal.
+pub struct EventIgnored<'a> {
+    /// The mapping entry that matched, `unknown` or `anonymous` (bounded by the mapping).
+    pub source_type: &'a str,
+}
+
+impl Emit for EventIgnored<'_> {
+    fn emit(self, metrics: &Metrics) {
+        metrics
+            .events_ignored
+            .with_label_values(&[self.source_type])
+            .inc();
+    }
+}
+
+/// Whether the model was trained on events read through the mapping the service decodes with.
+pub struct MappingInUse<'a> {
+    pub model: &'a Model,
+    /// The service's mapping fingerprint (`None`: the native schema).
+    pub service: Option<&'a str>,
+}
+
+impl Emit for MappingInUse<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let trained = self.model.artifact().training.event_mapping.as_deref();
+        let matches = trained == self.service;
+        metrics.model_mapping_mismatch.set(i64::from(!matches));
+        if !matches {
+            tracing::warn!(
+                model = self.model.version(),
+                trained_with = trained.unwrap_or("native schema"),
+                serving_with = self.service.unwrap_or("native schema"),
+                "the model was trained on events read through another event mapping: its \
+                 scores may not mean what they did in training (churnguard_model_mapping_mismatch)"
+            );
+        }
+    }
+}
+
+/// Watches the first messages a process reads: when most are refused, the event mapping (or
+/// the producer) is likely wrong, and that should be loud at once, not a slow DLQ surprise.
+#[derive(Debug, Default)]
+pub struct RefusalWatch {
+    seen: u64,
+    refused: u64,
+}
+
+impl RefusalWatch {
+    /// Messages looked at before judging.
+    pub const FIRST: u64 = 1_000;
+
+    /// Records one message; logs a warning once, when the first [`Self::FIRST`] are in and
+    /// more than half of them were refused.
+    pub fn record(&mut self, refused: bool, mapping: Option<&str>) {
+        if self.seen >= Self::FIRST {
+            return;
+        }
+        self.seen += 1;
+        self.refused += u64::from(refused);
+        if self.seen == Self::FIRST && self.refused * 2 > self.seen {
+            tracing::warn!(
+                refused = self.refused,
+                of = self.seen,
+                event_mapping = mapping.unwrap_or("native schema"),
+                "most of the first messages were refused: check the event mapping (field paths, \
+                 type names, time format) with `churnguard check-mapping`, and the DLQ's reasons"
+            );
+        }
+    }
+
+    /// Whether the warning condition holds (for tests).
+    pub fn warned(&self) -> bool {
+        self.seen >= Self::FIRST && self.refused * 2 > self.seen
+    }
+}
+
 /// An input message refused (it goes to the dead-letter topic).
 pub struct EventRejected<'a> {
     pub rejection: &'a Rejection,

@@ -12,6 +12,7 @@
 mod apply;
 mod lookup;
 mod parse;
+mod report;
 mod spec;
 
 #[cfg(test)]
@@ -21,6 +22,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use apply::{parse_time, ANONYMOUS, UNKNOWN};
 pub use parse::{load, parse, MappingError};
+pub use report::MappingReport;
 pub use spec::{
     Anonymous, FieldPath, Mapping, Money, Pattern, Target, TimeFormat, TypeTable, UnknownTypes,
 };

@@ -25,6 +25,10 @@ pub type Extra = Map<String, Value>;
 pub struct TrainingRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<DataRecord>,
+    /// Fingerprint of the event mapping the training events were read through; absent for the
+    /// native schema. The service warns when it decodes with another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_mapping: Option<String>,
     /// How labels are defined, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,

@@ -392,6 +392,7 @@ fn build_record(p: RecordParts<'_>) -> TrainingRecord {
     };
     let dropped_duplicate = &p.inputs.dropped_duplicate;
     TrainingRecord {
+        event_mapping: cfg.event_mapping.clone(),
         data: Some(DataRecord {
             events: p.events.len() as u64,
             fingerprint: fingerprint(p.events),

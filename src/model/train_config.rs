@@ -135,6 +135,9 @@ pub struct TrainConfig {
     pub threshold: ThresholdObjective,
     /// Show a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Fingerprint of the event mapping the events were read through (`None`: the native
+    /// schema); recorded in the artifact so the service can tell when it decodes otherwise.
+    pub event_mapping: Option<String>,
 }
 
 impl Default for TrainConfig {
@@ -153,6 +156,7 @@ impl Default for TrainConfig {
             spline_knots: 0,
             threshold: ThresholdObjective::MaxF1,
             progress: false,
+            event_mapping: None,
         }
     }
 }

@@ -12,6 +12,21 @@ use super::{create_topic, produce, unique, wait_until};
 
 pub const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/churn-lr.json");
 
+/// Options that make the service read slowly: small fetches and a small prefetch queue, so a
+/// fault meant to land mid-stream does land mid-stream on a fast machine, which would otherwise
+/// consume a whole test topic before the test's next poll.
+pub const SLOW_READ: [&str; 4] = [
+    "--kafka-option",
+    "max.partition.fetch.bytes=16384",
+    "--kafka-option",
+    "queued.max.messages.kbytes=64",
+];
+
+/// `extra` followed by [`SLOW_READ`].
+pub fn slow_read<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    extra.iter().copied().chain(SLOW_READ).collect()
+}
+
 /// Input, alert and DLQ topics plus a group, all unique to one test.
 pub struct Topics {
     pub input: String,
@@ -227,4 +242,64 @@ pub fn produce_events(bootstrap: &str, topic: &str, events: &[churnguard::event:
     for chunk in records.chunks(20_000) {
         produce(bootstrap, topic, chunk);
     }
+}
+
+/// One service run over `input` with its own group and alert topic, consumed with the given
+/// extra flags; returns the alert ids once every event is committed and every user's
+/// last timer has fired (the data lies further back than the retention, so that is eviction).
+pub fn alert_ids_to_the_end(
+    bootstrap: &str,
+    input: &str,
+    name: &str,
+    extra: &[&str],
+) -> std::collections::BTreeSet<String> {
+    run_to_the_end(bootstrap, input, name, extra).0
+}
+
+/// Like [`alert_ids_to_the_end`], with the service's last scrape of /metrics.
+pub fn run_to_the_end(
+    bootstrap: &str,
+    input: &str,
+    name: &str,
+    extra: &[&str],
+) -> (std::collections::BTreeSet<String>, Metrics) {
+    let t = Topics {
+        input: input.to_string(),
+        alerts: unique(&format!("{name}-alerts")),
+        dlq: unique(&format!("{name}-dlq")),
+        group: unique(&format!("{name}-group")),
+    };
+    create_topic(bootstrap, &t.alerts, 1);
+    create_topic(bootstrap, &t.dlq, 1);
+    let mut s = Service::start_with(bootstrap, &t, extra);
+    let done = wait_until(Duration::from_secs(300), || {
+        super::changelog::committed_to_end(bootstrap, &t)
+            && s.try_metrics().is_some_and(|m| {
+                m.sum("churnguard_users_tracked", &[]) == 0.0
+                    && m.sum("churnguard_events_consumed_total", &[]) > 0.0
+            })
+    });
+    assert!(done, "{name} did not finish; log:\n{}", s.log_text());
+    let published = s.metrics().sum("churnguard_alerts_published_total", &[]) as usize;
+    let alerts = super::consume_all(bootstrap, &t.alerts, published, Duration::from_secs(60));
+    assert_eq!(
+        alerts.len(),
+        published,
+        "{name}: every published alert is read back"
+    );
+    let last = s.metrics();
+    let status = s.terminate(Duration::from_secs(35));
+    assert!(
+        status.success(),
+        "{name} exit {status}; log:\n{}",
+        s.log_text()
+    );
+    let ids = alerts
+        .iter()
+        .map(|(_, payload, _)| {
+            let a: serde_json::Value = serde_json::from_str(payload).unwrap();
+            a["alert_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    (ids, last)
 }
