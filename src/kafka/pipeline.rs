@@ -206,7 +206,7 @@ impl<'a> Pipeline<'a> {
         telemetry::ModelInUse(&model).emit(&metrics);
         telemetry::MappingInUse {
             model: &model,
-            service: cfg.decoder.fingerprint().as_deref(),
+            service: cfg.decoder.fingerprint(),
         }
         .emit(&metrics);
         metrics.register_policy(&cfg.engine.policy);
@@ -356,7 +356,7 @@ impl<'a> Pipeline<'a> {
         telemetry::ModelInUse(&model).emit(&self.metrics);
         telemetry::MappingInUse {
             model: &model,
-            service: self.cfg.decoder.fingerprint().as_deref(),
+            service: self.cfg.decoder.fingerprint(),
         }
         .emit(&self.metrics);
         tracing::info!(previous_version = %previous, version = model.version(), "pipeline scores with the reloaded model");
@@ -420,7 +420,7 @@ impl<'a> Pipeline<'a> {
         };
         if first_time {
             self.refusals
-                .record(decoded.is_err(), self.cfg.decoder.fingerprint().as_deref());
+                .record(decoded.is_err(), self.cfg.decoder.fingerprint());
         }
         match decoded {
             Err(rejection) => self.dead_letter(m, &rejection, first_time)?,

@@ -1,6 +1,8 @@
 //! Applying a [`Mapping`] to one record: find each field, read it in the declared format, and
 //! check it like the native schema does, so a mapped event is held to the same rules.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDateTime};
 
 use super::lookup::Leaf;
@@ -68,12 +70,13 @@ impl Mapping {
         let found = self
             .kind
             .iter()
-            .find_map(|p| record.find(p).and_then(|l| l.as_id().map(str::to_string)));
-        let Some(name) = found else {
+            .find_map(|p| record.find(p).filter(|l| l.as_id().is_some()));
+        let Some(leaf) = found else {
             let paths: Vec<String> = self.kind.iter().map(FieldPath::display).collect();
             return Err(missing("type", &paths.join(" or ")));
         };
-        match self.types.resolve(&name) {
+        let name = leaf.as_id().unwrap_or_default();
+        match self.types.resolve(name) {
             Some((Target::Kind(kind), _)) => Ok(Resolved::Kind(kind)),
             Some((Target::Ignore, entry)) => Ok(Resolved::Ignored(entry.to_string())),
             None => match self.types.unknown {
@@ -104,11 +107,11 @@ impl Mapping {
         Err(missing("user_id", &self.user_id.display()))
     }
 
-    fn time<'a>(&self, record: &impl Record<'a>) -> Result<(Millis, String), Rejection> {
+    fn time<'a>(&self, record: &impl Record<'a>) -> Result<(Millis, Cow<'a, str>), Rejection> {
         let leaf = record.find(&self.ts);
-        let (text, is_number) = match &leaf {
-            Some(Leaf::Text(t)) if !t.trim().is_empty() => (t.trim().to_string(), false),
-            Some(Leaf::Number(n)) => (n.to_string(), true),
+        let (text, is_number) = match leaf {
+            Some(Leaf::Text(t)) if !t.trim().is_empty() => (t, false),
+            Some(Leaf::Number(n)) => (n, true),
             Some(Leaf::Null) | Some(Leaf::Text(_)) | None => {
                 return Err(missing("ts", &self.ts.display()))
             }
@@ -119,7 +122,7 @@ impl Mapping {
                 ))
             }
         };
-        let ms = parse_time(&text, is_number, self.time_format).ok_or_else(|| {
+        let ms = parse_time(text.trim(), is_number, self.time_format).ok_or_else(|| {
             Rejection::new(
                 RejectReason::BadTimestamp,
                 format!(

@@ -87,7 +87,7 @@ impl<'de> Visitor<'de> for ObjectVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::new();
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
         while let Some((key, value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
             members.push((key.0, value));
         }

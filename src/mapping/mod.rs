@@ -46,6 +46,9 @@ pub enum Decoded {
 #[derive(Debug, Clone, Default)]
 pub struct EventDecoder {
     mapping: Option<Arc<Mapping>>,
+    /// The mapping's fingerprint, computed once (the service reports it with every refusal
+    /// check).
+    fingerprint: Option<String>,
 }
 
 impl EventDecoder {
@@ -57,6 +60,7 @@ impl EventDecoder {
     /// Records through `mapping`.
     pub fn mapped(mapping: Mapping) -> Self {
         EventDecoder {
+            fingerprint: Some(mapping.fingerprint()),
             mapping: Some(Arc::new(mapping)),
         }
     }
@@ -70,8 +74,8 @@ impl EventDecoder {
     }
 
     /// The mapping's fingerprint (a short hash of its meaning), `None` for the native schema.
-    pub fn fingerprint(&self) -> Option<String> {
-        self.mapping.as_ref().map(|m| m.fingerprint())
+    pub fn fingerprint(&self) -> Option<&str> {
+        self.fingerprint.as_deref()
     }
 
     /// Decodes one record's bytes (a Kafka message payload, a JSONL line). `now` and
