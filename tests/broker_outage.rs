@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use churnguard::synth;
 use util::changelog::{assert_same_features, changelog_state, committed_to_end, reference};
-use util::service::{now_ms, produce_events, Service, Topics};
+use util::service::{now_ms, produce_events, slow_read, Service, Topics};
 use util::{wait_until, RestartableBroker};
 
 /// CPU seconds a process has used (user + system), from /proc.
@@ -57,18 +57,7 @@ fn the_service_rides_out_a_broker_restart() {
 
     // Small fetches and a bounded prefetch keep the run going long enough for the outage to come
     // mid-run on a fast machine (each poll below also asks the broker for committed offsets).
-    let mut s = Service::start_with(
-        &bootstrap,
-        &t,
-        &[
-            "--commit-interval-ms",
-            "200",
-            "--kafka-option",
-            "max.partition.fetch.bytes=16384",
-            "--kafka-option",
-            "queued.max.messages.kbytes=64",
-        ],
-    );
+    let mut s = Service::start_with(&bootstrap, &t, &slow_read(&["--commit-interval-ms", "200"]));
     let mid_run = wait_until(Duration::from_secs(120), || {
         s.try_metrics().is_some_and(|m| m.handled() >= total / 8)
             && util::committed_offsets(&bootstrap, &t.group, &t.input)

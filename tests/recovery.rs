@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use churnguard::synth;
 use util::changelog::committed_to_end;
-use util::service::{now_ms, produce_events, Service, Topics};
+use util::service::{now_ms, produce_events, slow_read, Service, Topics};
 use util::{shared, wait_until};
 
 #[test]
@@ -32,14 +32,7 @@ fn a_member_restarted_within_the_session_timeout_takes_the_partitions_and_finish
     produce_events(&bootstrap, &t.input, &events);
 
     // Small fetches keep the first run going long enough for the kill to land mid-stream.
-    let extra = [
-        "--commit-interval-ms",
-        "100",
-        "--kafka-option",
-        "max.partition.fetch.bytes=16384",
-        "--kafka-option",
-        "queued.max.messages.kbytes=64",
-    ];
+    let extra = slow_read(&["--commit-interval-ms", "100"]);
     let mut first = Service::start_with(&bootstrap, &t, &extra);
     // From the service's own metrics (a broker query per poll takes long enough for a quiet
     // machine to finish the whole input meanwhile).
