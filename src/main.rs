@@ -23,5 +23,6 @@ fn main() -> Result<()> {
         Command::Evaluate(args) => cli::evaluate::run(&args),
         Command::Synth(args) => cli::synth::run(&args),
         Command::Loadgen(args) => cli::loadgen::run(&args),
+        Command::Backfill(args) => runtime.block_on(cli::backfill::run(args)),
     }
 }

@@ -6,6 +6,7 @@
 //! call → report". Errors end here as `anyhow` reports with context.
 
 pub mod args;
+pub mod backfill;
 pub mod demo;
 pub mod evaluate;
 pub mod loadgen;
