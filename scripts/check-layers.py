@@ -59,6 +59,8 @@ MODULES = {
     "time": "core",
     "http": "adapters",
     "kafka": "adapters",
+    "kafka::backfill": "adapters",
+    "kafka::partitioner": "adapters",
     "kafka::broker_view": "adapters",
     "kafka::continuity": "adapters",
     "kafka::idle": "adapters",

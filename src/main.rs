@@ -24,5 +24,6 @@ fn main() -> Result<()> {
         Command::Synth(args) => cli::synth::run(&args),
         Command::Loadgen(args) => cli::loadgen::run(&args),
         Command::CheckMapping(args) => cli::check_mapping::run(&args),
+        Command::Backfill(args) => runtime.block_on(cli::backfill::run(args)),
     }
 }

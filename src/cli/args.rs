@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use super::input::{CheckMappingArgs, MappingArgs};
 use churnguard::engine::EngineConfig;
 use churnguard::features::lifecycle::{LifecycleConfig, LifecycleConfigError};
 use churnguard::features::Windows;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Show what an event mapping makes of a sample of source events: each record's outcome
     /// and a histogram of events, ignored and refused records (exit 1 if most are refused).
     CheckMapping(CheckMappingArgs),
+    /// Build the service's state from history files into the state changelog, so `run` starts
+    /// warm and continues from the input topic's current end.
+    Backfill(BackfillArgs),
 }
 
 /// Log output options.
@@ -354,38 +358,6 @@ pub struct ReplayArgs {
     pub refusals: RefusalArgs,
 }
 
-/// `--event-mapping`: how input records become events, for the service and the offline tools
-/// alike.
-#[derive(Debug, Clone, Args)]
-pub struct MappingArgs {
-    /// Event mapping file (TOML): where the source keeps each field and what its event types
-    /// mean (presets in deploy/mappings/). Without it, input is churnguard's native JSON.
-    #[arg(long, env = "CHURNGUARD_EVENT_MAPPING")]
-    pub event_mapping: Option<PathBuf>,
-}
-
-impl MappingArgs {
-    /// The decoder these flags describe; a refused mapping names its file and line.
-    pub fn decoder(
-        &self,
-    ) -> Result<churnguard::mapping::EventDecoder, churnguard::mapping::MappingError> {
-        churnguard::mapping::EventDecoder::from_file(self.event_mapping.as_deref())
-    }
-}
-
-/// `churnguard check-mapping`.
-#[derive(Debug, Clone, Args)]
-pub struct CheckMappingArgs {
-    /// Sample of source events, one JSON object per line.
-    #[arg(long)]
-    pub events: PathBuf,
-    #[command(flatten)]
-    pub mapping: MappingArgs,
-    /// How many records to show one by one before the histogram.
-    #[arg(long, default_value_t = 20)]
-    pub show: usize,
-}
-
 /// How many refused lines the offline tools accept before stopping.
 #[derive(Debug, Clone, Args)]
 pub struct RefusalArgs {
@@ -615,6 +587,62 @@ pub struct LoadgenArgs {
     pub kafka_options: Vec<String>,
 }
 
+/// `churnguard backfill`.
+#[derive(Debug, Clone, Args)]
+pub struct BackfillArgs {
+    /// History files of events, in any order. Together they must hold the input topic's events
+    /// up to now: the service resumes at the topic's current end, so anything the topic holds
+    /// but the files do not is never counted.
+    #[arg(long, required = true, num_args = 1..)]
+    pub events: Vec<PathBuf>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Model artifact the service scores with (what it decides in the history is state).
+    #[arg(long, env = "CHURNGUARD_MODEL", default_value = "models/churn-lr.json")]
+    pub model: PathBuf,
+    /// How the input topic's producers choose a partition for a record keyed by user id:
+    /// `murmur2` is the Java client's default (and librdkafka's `murmur2_random`),
+    /// `consistent_random` is librdkafka's default (CRC-32; also `consistent`), `fnv1a` is
+    /// librdkafka's `fnv1a`/`fnv1a_random` and Sarama's hash partitioner.
+    #[arg(long, env = "CHURNGUARD_PARTITIONER", value_enum, default_value_t = PartitionerArg::Murmur2)]
+    pub partitioner: PartitionerArg,
+    /// Go on although the group has committed offsets (the state is rebuilt at them), the
+    /// changelog topic has records (they are written over, not removed), or messages at the end
+    /// of the input topic are not where --partitioner puts their keys.
+    #[arg(long)]
+    pub force: bool,
+    /// Bound on each broker request and on the wait for the changelog's acknowledgements
+    /// (seconds).
+    #[arg(long, default_value_t = 300)]
+    pub timeout_secs: u64,
+    #[command(flatten)]
+    pub refusals: RefusalArgs,
+}
+
+/// `--partitioner`, named as the producer's `partitioner` setting names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PartitionerArg {
+    #[value(name = "murmur2", alias = "murmur2_random")]
+    Murmur2,
+    #[value(name = "consistent_random", aliases = ["consistent", "crc32"])]
+    ConsistentRandom,
+    #[value(name = "fnv1a", alias = "fnv1a_random")]
+    Fnv1a,
+}
+
+impl From<PartitionerArg> for churnguard::kafka::partitioner::Partitioner {
+    fn from(arg: PartitionerArg) -> Self {
+        use churnguard::kafka::partitioner::Partitioner;
+        match arg {
+            PartitionerArg::Murmur2 => Partitioner::Murmur2,
+            PartitionerArg::ConsistentRandom => Partitioner::Crc32,
+            PartitionerArg::Fnv1a => Partitioner::Fnv1a,
+        }
+    }
+}
+
 /// `--max-id-bytes`: at least one byte, at most 64 KiB (a changelog key must stay far below a
 /// broker's message size).
 fn max_id_bytes(text: &str) -> Result<usize, String> {
@@ -695,6 +723,7 @@ mod tests {
                 "--windows",
                 "14,60",
             ],
+            &["backfill", "--events", "e", "--windows", "14,60"],
         ] {
             let cli = Cli::try_parse_from(std::iter::once(&"churnguard").chain(args));
             let windows = match cli.map(|c| c.command) {
@@ -703,9 +732,49 @@ mod tests {
                 Ok(Command::Demo(a)) => a.window.windows,
                 Ok(Command::Train(a)) => a.window.windows,
                 Ok(Command::Evaluate(a)) => a.window.windows,
+                Ok(Command::Backfill(a)) => a.engine.window.windows,
                 other => panic!("{args:?}: {other:?}"),
             };
             assert_eq!(windows.days(), [14, 60], "{args:?}");
         }
+    }
+
+    /// `--partitioner` takes the names producers' `partitioner` setting uses; murmur2 by
+    /// default; several history files.
+    #[test]
+    fn backfill_partitioner_names_and_files() {
+        use churnguard::kafka::partitioner::Partitioner;
+        let parse = |extra: &[&str]| {
+            let cli = Cli::try_parse_from(
+                ["churnguard", "backfill", "--events", "a.jsonl", "b.jsonl"]
+                    .iter()
+                    .chain(extra),
+            )?;
+            match cli.command {
+                Command::Backfill(b) => {
+                    assert_eq!(b.events.len(), 2);
+                    Ok::<_, clap::Error>(Partitioner::from(b.partitioner))
+                }
+                other => panic!("parsed as {other:?}"),
+            }
+        };
+        assert_eq!(parse(&[]).unwrap(), Partitioner::Murmur2);
+        for (name, expected) in [
+            ("murmur2", Partitioner::Murmur2),
+            ("murmur2_random", Partitioner::Murmur2),
+            ("consistent_random", Partitioner::Crc32),
+            ("consistent", Partitioner::Crc32),
+            ("crc32", Partitioner::Crc32),
+            ("fnv1a", Partitioner::Fnv1a),
+            ("fnv1a_random", Partitioner::Fnv1a),
+        ] {
+            assert_eq!(parse(&["--partitioner", name]).unwrap(), expected, "{name}");
+        }
+        for arg in PartitionerArg::value_variants() {
+            let value = arg.to_possible_value().expect("not skipped");
+            assert_eq!(Partitioner::from(*arg).name(), value.get_name());
+        }
+        let err = parse(&["--partitioner", "random"]).unwrap_err().to_string();
+        assert!(err.contains("murmur2"), "{err}");
     }
 }

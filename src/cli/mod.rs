@@ -6,9 +6,11 @@
 //! call → report". Errors end here as `anyhow` reports with context.
 
 pub mod args;
+pub mod backfill;
 pub mod check_mapping;
 pub mod demo;
 pub mod evaluate;
+pub mod input;
 pub mod loadgen;
 pub mod replay;
 pub mod run;

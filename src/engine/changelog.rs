@@ -285,6 +285,12 @@ impl Engine {
     /// re-derives their timers. Restored users are not marked changed: the changelog already
     /// has them.
     ///
+    /// The clock moves up to the user's last activity, without firing anything: the engine
+    /// that wrote the record had its clock there at least, so a restored partition refuses as
+    /// `too_late` what its writer would have (an engine starting from nothing would accept any
+    /// event until its first one), and a state built offline resumes at the end of its history.
+    /// Timers due by then fire at the next [`Engine::advance`], each at its own deadline.
+    ///
     /// Refuses a record whose writer kept fewer days of history than this engine's windows read
     /// (written under shorter windows): restoring it would undercount them silently. A record
     /// that kept more is fine: the surplus days are pruned on the user's next change.
@@ -349,6 +355,7 @@ impl Engine {
                 self.schedule(idx, now, &totals, Trigger::Event);
             }
         }
+        self.clock = self.clock.max(now);
         Ok(())
     }
 
@@ -536,6 +543,54 @@ mod tests {
         restored.drain_outcomes(&mut ob);
         assert!(!oa.is_empty());
         assert_eq!(oa, ob);
+    }
+
+    /// A restored engine's clock stands where its writer's stood at least (the latest activity
+    /// it restored): an event too late for the writer is too late after the restore, and a
+    /// timer due by then is not lost but fires at the next advance, at its own deadline.
+    #[test]
+    fn a_restore_resumes_the_clock_at_the_latest_activity_without_firing() {
+        let mut original = tracked();
+        for d in 0..30 {
+            original.advance(d * DAY_MS, &mut Vec::new());
+            original
+                .apply(&ev("buyer", d as f64, EventKind::Purchase))
+                .unwrap();
+        }
+        original.advance(60 * DAY_MS, &mut Vec::new());
+        original.apply(&ev("late", 60.0, EventKind::Login)).unwrap();
+        let recs = records(&mut original);
+
+        let mut restored = tracked();
+        restore_all(&mut restored, &recs);
+        assert_eq!(
+            restored.clock(),
+            60 * DAY_MS,
+            "the latest activity restored"
+        );
+        let too_late = restored
+            .apply(&ev("buyer", 56.0, EventKind::Login))
+            .unwrap_err();
+        assert_eq!(too_late.reason, crate::event::RejectReason::TooLate);
+        assert!(restored.apply(&ev("buyer", 58.0, EventKind::Login)).is_ok());
+
+        // The silent buyer's checks fell due long before day 60 in a writer that never moved
+        // its clock between: restoring fires none of them; the next advance fires them, at
+        // their deadlines, as the writer's next advance would have.
+        let mut writer = tracked();
+        for d in 0..30 {
+            writer
+                .apply(&ev("buyer", d as f64, EventKind::Purchase))
+                .unwrap();
+        }
+        writer.apply(&ev("late", 60.0, EventKind::Login)).unwrap();
+        let mut restored = tracked();
+        restore_all(&mut restored, &records(&mut writer));
+        let (mut from_writer, mut from_restored) = (Vec::new(), Vec::new());
+        writer.advance(61 * DAY_MS, &mut from_writer);
+        restored.advance(61 * DAY_MS, &mut from_restored);
+        assert!(!from_writer.is_empty(), "the silent buyer's timers fire");
+        assert_eq!(decisions(from_restored), decisions(from_writer));
     }
 
     #[test]

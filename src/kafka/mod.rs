@@ -15,6 +15,9 @@
 //! * [`state`]: the engines of the assigned partitions and the changelog topic.
 //! * [`source`], [`sink`]: the consumer and the producers; [`client`]: their configuration.
 //! * [`telemetry`]: what the adapter reports, as named events.
+//! * [`backfill`]: state built offline from history files into the changelog, so the service
+//!   starts warm; [`partitioner`]: the partition a user's events land on, as producers compute
+//!   it.
 //! * [`broker_view`]: the input topic's offsets as the broker sees them; [`idle`]: what a
 //!   member without partitions does while input waits; [`continuity`]: what one pipeline hands
 //!   to the next inside the process.
@@ -22,11 +25,13 @@
 //! This file holds the configuration, the errors and the supervisor that replaces a pipeline
 //! stopped by a transient failure.
 
+pub mod backfill;
 pub mod broker_view;
 pub mod checkpoint;
 pub mod client;
 pub mod continuity;
 pub mod idle;
+pub mod partitioner;
 pub mod pipeline;
 pub mod restore;
 pub mod sink;
