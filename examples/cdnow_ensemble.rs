@@ -5,11 +5,12 @@
 //! Usage: `cargo run --release --example cdnow_ensemble -- models/a.json models/b.json ...`
 //! (needs `data/cdnow/events.jsonl`, made by `scripts/fetch-cdnow.sh`).
 
+use churnguard::mapping::EventDecoder;
 use churnguard::model::dataset::{snapshots, SnapshotSpec};
 use churnguard::model::quality::roc_auc;
 use churnguard::model::Model;
 use churnguard::time::parse_instant;
-use churnguard::{replay, Millis, DAY_MS};
+use churnguard::{history, Millis, DAY_MS};
 
 /// Each score's rank as a fraction, so models with different calibration weigh the same.
 fn ranks(v: &[f64]) -> Vec<f64> {
@@ -23,10 +24,10 @@ fn ranks(v: &[f64]) -> Vec<f64> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let events = replay::load_events(
-        std::path::Path::new("data/cdnow/events.jsonl"),
-        i64::MAX / 4,
-        0,
+    let decoder = EventDecoder::native();
+    let events = history::load(
+        &["data/cdnow/events.jsonl".into()],
+        &history::ReadOptions::offline(&decoder),
     )?
     .events;
     let models = std::env::args()

@@ -67,6 +67,7 @@ MODULES = {
     "metrics": "adapters",
     "replay": "adapters",
     "demo": "tools",
+    "history": "tools",
     "loadgen": "tools",
     "synth": "tools",
     "main": "cli",

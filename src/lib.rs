@@ -17,7 +17,8 @@
 //! - **training**: the offline half of [`model`] (dataset, train phases, evaluate, cards);
 //! - **adapters**: [`kafka`] (pipeline, checkpoint, restore, client, telemetry), [`metrics`],
 //!   [`http`], `model::reload`;
-//! - **tools**: [`replay`], [`synth`], [`demo`], [`loadgen`];
+//! - **tools**: [`history`] (events from JSONL, CSV and Parquet files), [`replay`], [`synth`],
+//!   [`demo`], [`loadgen`];
 //! - the command line lives in the binary (`src/main.rs`, `src/cli/`), not in this library.
 //!
 //! Everything between the source and the sink (event → features → model → alert) is pure and
@@ -31,6 +32,7 @@ pub mod demo;
 pub mod engine;
 pub mod event;
 pub mod features;
+pub mod history;
 pub mod http;
 pub mod kafka;
 pub mod loadgen;

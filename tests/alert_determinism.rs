@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use churnguard::engine::{Engine, EngineConfig};
 use churnguard::event::{encode, Event, EventKind};
+use churnguard::mapping::EventDecoder;
 use churnguard::model::Model;
-use churnguard::{replay, synth, DAY_MS};
+use churnguard::{history, replay, synth, DAY_MS};
 use util::service::{alert_ids_to_the_end, now_ms, produce_events};
 use util::{create_topic, shared, unique};
 
@@ -68,13 +69,21 @@ fn cdnow_lines() -> Option<Vec<String>> {
 }
 
 fn replay_alert_ids(lines: &[String], model: &Arc<Model>) -> BTreeSet<String> {
-    let mut f = tempfile::NamedTempFile::new().unwrap();
+    let mut f = tempfile::Builder::new()
+        .suffix(".jsonl")
+        .tempfile()
+        .unwrap();
     for l in lines {
         writeln!(f, "{l}").unwrap();
     }
     f.flush().unwrap();
-    let loaded = replay::load_events(f.path(), i64::MAX / 4, 0).unwrap();
-    assert!(loaded.rejected.is_empty());
+    let decoder = EventDecoder::native();
+    let loaded = history::load(
+        &[f.path().to_path_buf()],
+        &history::ReadOptions::offline(&decoder),
+    )
+    .unwrap();
+    assert_eq!(loaded.refused(), 0, "{}", loaded.refusal_summary());
     let until = churnguard::time::parse_instant("1998-10-01").unwrap();
     let mut engine = Engine::new(EngineConfig::default(), Some(model.clone()));
     replay::replay(&mut engine, &loaded.events, Some(until))

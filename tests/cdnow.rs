@@ -9,13 +9,14 @@ use std::sync::Arc;
 
 use churnguard::engine::{Engine, EngineConfig};
 use churnguard::event::{Event, EventKind};
+use churnguard::mapping::EventDecoder;
 use churnguard::model::dataset::{self, SnapshotSpec};
 use churnguard::model::evaluate::{evaluate_rows, DEFAULT_TOP_K_PCTS};
 use churnguard::model::train::{self, BgNbdConfig, ModelKind, TrainConfig};
 use churnguard::model::Model;
 use churnguard::synth::{generate, SynthConfig};
 use churnguard::time::parse_instant;
-use churnguard::{replay, Millis, DAY_MS};
+use churnguard::{history, replay, Millis, DAY_MS};
 
 const WEEK: Millis = 7 * DAY_MS;
 
@@ -27,12 +28,10 @@ fn root() -> PathBuf {
 fn cdnow_events() -> Option<Vec<Event>> {
     let jsonl = root().join("data/cdnow/events.jsonl");
     if jsonl.exists() {
-        let loaded = replay::load_events(&jsonl, i64::MAX / 4, 0).expect("readable events");
-        assert!(
-            loaded.rejected.is_empty(),
-            "{:?}",
-            loaded.rejected_by_reason()
-        );
+        let decoder = EventDecoder::native();
+        let loaded = history::load(&[jsonl], &history::ReadOptions::offline(&decoder))
+            .expect("readable events");
+        assert_eq!(loaded.refused(), 0, "{}", loaded.refusal_summary());
         return Some(loaded.events);
     }
     let raw = root().join("../shared/data/cdnow/CDNOW_master.txt");

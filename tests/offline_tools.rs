@@ -235,6 +235,55 @@ fn evaluate_reports_refused_lines_and_refuses_a_file_without_events() {
 }
 
 #[test]
+fn several_history_files_of_mixed_formats_are_read_and_refusals_name_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = synth_lines(200);
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let jsonl = write_lines(dir.path(), "first.jsonl", first);
+    // The second half as CSV, with one row that lacks its user (line 4: header, 2 rows, it).
+    let mut csv = String::from("event_id,user_id,type,ts,amount\n");
+    for (i, l) in second.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+        let cell = |k: &str| {
+            v.get(k).map_or(String::new(), |x| {
+                x.as_str().map_or(x.to_string(), String::from)
+            })
+        };
+        if i == 2 {
+            csv.push_str(&format!("bad,,login,{},\n", cell("ts")));
+        }
+        let row = ["event_id", "user_id", "type", "ts", "amount"]
+            .map(cell)
+            .join(",");
+        csv.push_str(&format!("{row}\n"));
+    }
+    let csv_path = dir.path().join("second.csv");
+    std::fs::write(&csv_path, csv).unwrap();
+    let o = run(
+        &[
+            "replay",
+            "--events",
+            csv_path.to_str().unwrap(),
+            "--events",
+            jsonl.to_str().unwrap(),
+            "--model",
+            &model_path(),
+        ],
+        dir.path(),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("{} line 4: field \"user_id\"", csv_path.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("replayed {} events", lines.len())),
+        "both files are read: {err}"
+    );
+}
+
+#[test]
 fn one_class_training_says_which_types_count_as_a_return() {
     // Page views only: nobody ever "returns", so every row is a churner.
     let events: Vec<Event> = synth_events(300)

@@ -45,11 +45,11 @@ pub enum Command {
     Run(RunArgs),
     /// Run the whole service in-process on an embedded broker with a synthetic activity stream.
     Demo(DemoArgs),
-    /// Drive the engine from a JSONL file of events in event-time order; print alerts.
+    /// Drive the engine from history files of events in event-time order; print alerts.
     Replay(ReplayArgs),
-    /// Train a churn model from a JSONL file of events (same feature code as serving).
+    /// Train a churn model from history files of events (same feature code as serving).
     Train(TrainArgs),
-    /// Evaluate a model at cutoffs of a JSONL file of events: metrics table/JSON, plots.
+    /// Evaluate a model at cutoffs of history files of events: metrics table/JSON, plots.
     Evaluate(EvaluateArgs),
     /// Write a synthetic activity stream as JSONL (demo data, training data, load tests).
     Synth(SynthArgs),
@@ -339,9 +339,10 @@ pub struct DemoArgs {
 /// `churnguard replay`.
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
-    /// JSONL file of events (one event per line, any order).
-    #[arg(long)]
-    pub events: PathBuf,
+    /// History files of events, any order, mixed formats: .jsonl, .json, .jsonl.gz, .csv, .csv.gz,
+    /// .parquet (several after one flag, or the flag repeated).
+    #[arg(long, num_args = 1.., required = true)]
+    pub events: Vec<PathBuf>,
     /// Model artifact to score with.
     #[arg(long, default_value = "models/churn-lr.json")]
     pub model: PathBuf,
@@ -356,13 +357,15 @@ pub struct ReplayArgs {
     pub features_out: Option<PathBuf>,
     #[command(flatten)]
     pub refusals: RefusalArgs,
+    #[command(flatten)]
+    pub mapping: MappingArgs,
 }
 
 /// How many refused lines the offline tools accept before stopping.
 #[derive(Debug, Clone, Args)]
 pub struct RefusalArgs {
-    /// Stop with an error when more than this fraction (0 to 1) of the file's non-blank lines
-    /// is refused; a file without a single valid event always stops.
+    /// Stop with an error when more than this fraction (0 to 1) of the history's records
+    /// (non-blank lines, rows) is refused; a history without a single valid event always stops.
     #[arg(long, default_value_t = 0.5, value_parser = parse_fraction)]
     pub max_refused_fraction: f64,
 }
@@ -395,9 +398,10 @@ impl From<KindArg> for churnguard::model::Kind {
 /// `churnguard train`.
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
-    /// JSONL file of events.
-    #[arg(long)]
-    pub events: PathBuf,
+    /// History files of events, any order, mixed formats: .jsonl, .json, .jsonl.gz, .csv, .csv.gz,
+    /// .parquet (several after one flag, or the flag repeated).
+    #[arg(long, num_args = 1.., required = true)]
+    pub events: Vec<PathBuf>,
     /// Label horizon in days: churned = no purchase and no login within it.
     #[arg(long, default_value_t = 90)]
     pub horizon_days: i64,
@@ -472,14 +476,17 @@ pub struct TrainArgs {
     pub window: WindowArgs,
     #[command(flatten)]
     pub refusals: RefusalArgs,
+    #[command(flatten)]
+    pub mapping: MappingArgs,
 }
 
 /// `churnguard evaluate`.
 #[derive(Debug, Clone, Args)]
 pub struct EvaluateArgs {
-    /// JSONL file of events.
-    #[arg(long)]
-    pub events: PathBuf,
+    /// History files of events, any order, mixed formats: .jsonl, .json, .jsonl.gz, .csv, .csv.gz,
+    /// .parquet (several after one flag, or the flag repeated).
+    #[arg(long, num_args = 1.., required = true)]
+    pub events: Vec<PathBuf>,
     /// Model artifact to evaluate.
     #[arg(long)]
     pub model: PathBuf,
@@ -506,6 +513,8 @@ pub struct EvaluateArgs {
     pub window: WindowArgs,
     #[command(flatten)]
     pub refusals: RefusalArgs,
+    #[command(flatten)]
+    pub mapping: MappingArgs,
 }
 
 /// `churnguard synth`.
@@ -619,6 +628,8 @@ pub struct BackfillArgs {
     pub timeout_secs: u64,
     #[command(flatten)]
     pub refusals: RefusalArgs,
+    #[command(flatten)]
+    pub mapping: MappingArgs,
 }
 
 /// `--partitioner`, named as the producer's `partitioner` setting names it.

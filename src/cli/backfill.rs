@@ -65,18 +65,18 @@ pub async fn run(args: BackfillArgs) -> Result<()> {
     Ok(())
 }
 
-/// Every file's valid events, in engine order; non-blank lines read and refused in all files.
+/// Every file's valid events, in engine order; records read and refused in all files.
 fn load(args: &BackfillArgs) -> Result<(Vec<churnguard::event::Event>, usize, usize)> {
     let now = chrono::Utc::now().timestamp_millis();
-    let (mut events, mut lines, mut refused) = (Vec::new(), 0, 0);
-    for path in &args.events {
-        let loaded = super::load_checked(path, now, args.engine.max_future_skew(), &args.refusals)?;
-        lines += loaded.lines();
-        refused += loaded.rejected.len();
-        events.extend(loaded.events);
-    }
-    churnguard::replay::sort_events(&mut events);
-    Ok((events, lines, refused))
+    let loaded = super::load_checked(
+        &args.events,
+        &args.mapping.decoder()?,
+        now,
+        args.engine.max_future_skew(),
+        &args.refusals,
+    )?;
+    let (records, refused) = (loaded.records() as usize, loaded.refused() as usize);
+    Ok((loaded.events, records, refused))
 }
 
 fn print_build(report: &BuildReport, target: &Target, secs: f64) {

@@ -1,4 +1,4 @@
-//! `churnguard evaluate`: scores a model at cutoffs of a JSONL file of events and prints the
+//! `churnguard evaluate`: scores a model at cutoffs of history files of events and prints the
 //! metrics as a table or JSON, optionally with plots.
 
 use anyhow::{bail, Context, Result};
@@ -17,7 +17,13 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
     let msg = anyhow::Error::msg;
     let model = Model::load_for(&resolve_model_path(&args.model)?, args.window.windows)
         .context("cannot load the model")?;
-    let loaded = super::load_checked(&args.events, i64::MAX / 4, 0, &args.refusals)?;
+    let loaded = super::load_checked(
+        &args.events,
+        &args.mapping.decoder()?,
+        i64::MAX / 4,
+        0,
+        &args.refusals,
+    )?;
     let training = &model.artifact().training;
     let horizon = match &args.horizon {
         Some(h) => parse_duration(h).map_err(msg)?,
@@ -75,7 +81,7 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
         }
         evals.push(e);
     }
-    report(args, &model, &evals)
+    report(args, &model, &loaded.files_label(), &evals)
 }
 
 /// The plots' file-name stem: the cutoff's day, plus the horizon when a day has several.
@@ -94,7 +100,7 @@ fn plot_name(
 }
 
 /// Prints the evaluations as JSON (`--json`) or as a table.
-fn report(args: &EvaluateArgs, model: &Model, evals: &[Evaluation]) -> Result<()> {
+fn report(args: &EvaluateArgs, model: &Model, files: &str, evals: &[Evaluation]) -> Result<()> {
     if args.json {
         println!(
             "{}",
@@ -102,7 +108,7 @@ fn report(args: &EvaluateArgs, model: &Model, evals: &[Evaluation]) -> Result<()
                 "model": args.model.display().to_string(),
                 "model_version": model.version(),
                 "kind": model.artifact().kind,
-                "events": args.events.display().to_string(),
+                "events": args.events.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
                 "evaluations": evals,
             }))?
         );
@@ -112,7 +118,7 @@ fn report(args: &EvaluateArgs, model: &Model, evals: &[Evaluation]) -> Result<()
             args.model.display(),
             model.artifact().kind,
             model.version(),
-            args.events.display()
+            files
         );
         print!("{}", table(evals));
     }

@@ -22,17 +22,25 @@ use tracing_subscriber::EnvFilter;
 
 use args::{LogFormat, RefusalArgs};
 
-/// Loads an events file for an offline tool: refusals are listed by reason with their first
-/// lines, and a file with nothing valid or too much refused stops the tool.
+/// Loads the history files of an offline tool through `decoder`: refusals are listed by
+/// reason with their first places (file and line or row), ignored records by type, and a
+/// history with nothing valid or too much refused stops the tool.
 pub fn load_checked(
-    path: &std::path::Path,
+    paths: &[std::path::PathBuf],
+    decoder: &churnguard::mapping::EventDecoder,
     now: i64,
     max_future_skew: i64,
     refusals: &RefusalArgs,
-) -> anyhow::Result<churnguard::replay::LoadedEvents> {
-    let loaded = churnguard::replay::load_events(path, now, max_future_skew)?;
-    eprint!("{}", loaded.refusal_summary(path));
-    loaded.check_refusals(path, refusals.max_refused_fraction)?;
+) -> anyhow::Result<churnguard::history::LoadedEvents> {
+    let options = churnguard::history::ReadOptions {
+        decoder,
+        now,
+        max_future_skew,
+        progress: true,
+    };
+    let loaded = churnguard::history::load(paths, &options)?;
+    eprint!("{}", loaded.refusal_summary());
+    loaded.check_refusals(refusals.max_refused_fraction)?;
     Ok(loaded)
 }
 

@@ -1,4 +1,4 @@
-//! `churnguard replay`: drives the engine from a JSONL file, prints alerts as JSON lines on
+//! `churnguard replay`: drives the engine from history files, prints alerts as JSON lines on
 //! stdout and a summary on stderr, optionally every user's final features.
 
 use std::io::Write;
@@ -25,6 +25,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     );
     let loaded = super::load_checked(
         &args.events,
+        &args.mapping.decoder()?,
         chrono::Utc::now().timestamp_millis(),
         args.engine.max_future_skew(),
         &args.refusals,
@@ -56,9 +57,10 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         write_features(&engine, path)?;
     }
     eprintln!(
-        "replayed {} events ({} refused in file; {} too late) for {} users in {secs:.2} s ({:.0} events/s); {} alerts",
+        "replayed {} events ({} refused in the files, {} ignored; {} too late) for {} users in {secs:.2} s ({:.0} events/s); {} alerts",
         outcome.applied,
-        loaded.rejected.len(),
+        loaded.refused(),
+        loaded.ignored(),
         outcome.rejected.len(),
         engine.users(),
         outcome.applied as f64 / secs.max(1e-9),

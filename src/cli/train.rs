@@ -1,4 +1,4 @@
-//! `churnguard train`: turns the training flags into a [`TrainConfig`], trains on a JSONL file
+//! `churnguard train`: turns the training flags into a [`TrainConfig`], trains on history files
 //! of events, and writes the model artifact with its model card beside it.
 
 use anyhow::{bail, Context, Result};
@@ -59,7 +59,7 @@ pub fn train_config(args: &TrainArgs) -> Result<train::TrainConfig> {
             None => train::ThresholdObjective::MaxF1,
         },
         progress: true,
-        event_mapping: None,
+        event_mapping: args.mapping.decoder()?.fingerprint().map(str::to_string),
     })
 }
 
@@ -102,7 +102,13 @@ fn bgnbd_config(args: &TrainArgs) -> Result<Option<train::BgNbdConfig>> {
 /// Trains, writes the artifact and its card, and prints the evaluation table.
 pub fn run(args: &TrainArgs) -> Result<()> {
     let started = std::time::Instant::now();
-    let loaded = super::load_checked(&args.events, i64::MAX / 4, 0, &args.refusals)?;
+    let loaded = super::load_checked(
+        &args.events,
+        &args.mapping.decoder()?,
+        i64::MAX / 4,
+        0,
+        &args.refusals,
+    )?;
     let cfg = train_config(args)?;
     let notes = args
         .card_notes
@@ -115,7 +121,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let card_path = args.out.with_extension("md");
     std::fs::write(
         &card_path,
-        card::model_card(&model, &args.events.display().to_string(), notes.as_deref()),
+        card::model_card(&model, &loaded.files_label(), notes.as_deref()),
     )
     .with_context(|| format!("cannot write model card {}", card_path.display()))?;
     eprint!(
