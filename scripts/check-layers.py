@@ -43,6 +43,7 @@ MODULES = {
     "event": "core",
     "features": "core",
     "mapping": "core",
+    "mapping::avro": "core",
     "model": "core",
     "model::card": "training",
     "model::evaluate": "training",

@@ -39,7 +39,10 @@ fn history(users: usize, days: u32, end: i64, seed: u64) -> Vec<Event> {
 }
 
 fn jsonl(events: &[&Event]) -> tempfile::NamedTempFile {
-    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    let mut f = tempfile::Builder::new()
+        .suffix(".jsonl")
+        .tempfile()
+        .expect("temp file");
     for e in events {
         writeln!(f, "{}", encode(e)).expect("write history");
     }

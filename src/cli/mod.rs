@@ -32,6 +32,12 @@ pub fn load_checked(
     max_future_skew: i64,
     refusals: &RefusalArgs,
 ) -> anyhow::Result<churnguard::history::LoadedEvents> {
+    if decoder.is_avro() {
+        anyhow::bail!(
+            "--avro-schemas is for Avro messages on a topic (run, check-mapping); history \
+             files are read as JSONL, CSV or Parquet through the event mapping alone"
+        );
+    }
     let options = churnguard::history::ReadOptions {
         decoder,
         now,

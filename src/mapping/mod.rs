@@ -10,6 +10,8 @@
 //! call, a `page` of the help center) is counted, not dead-lettered.
 
 mod apply;
+#[cfg(feature = "avro")]
+pub mod avro;
 mod lookup;
 mod parse;
 mod report;
@@ -49,6 +51,9 @@ pub struct EventDecoder {
     /// The mapping's fingerprint, computed once (the service reports it with every refusal
     /// check).
     fingerprint: Option<String>,
+    /// Writer schemas when payloads are Avro in the Confluent wire format.
+    #[cfg(feature = "avro")]
+    avro: Option<Arc<avro::AvroSchemas>>,
 }
 
 impl EventDecoder {
@@ -62,7 +67,26 @@ impl EventDecoder {
         EventDecoder {
             fingerprint: Some(mapping.fingerprint()),
             mapping: Some(Arc::new(mapping)),
+            ..EventDecoder::default()
         }
+    }
+
+    /// The same decoder for Avro payloads in the Confluent wire format: [`Self::decode`] reads
+    /// the datum with its writer schema and maps it like a row ([`Self::decode_value`]).
+    #[cfg(feature = "avro")]
+    pub fn with_avro(self, schemas: avro::AvroSchemas) -> Self {
+        EventDecoder {
+            avro: Some(Arc::new(schemas)),
+            ..self
+        }
+    }
+
+    /// Whether payloads are read as Avro.
+    pub fn is_avro(&self) -> bool {
+        #[cfg(feature = "avro")]
+        return self.avro.is_some();
+        #[cfg(not(feature = "avro"))]
+        false
     }
 
     /// The mapping file's decoder, or the native one without a file.
@@ -78,14 +102,20 @@ impl EventDecoder {
         self.fingerprint.as_deref()
     }
 
-    /// Decodes one record's bytes (a Kafka message payload, a JSONL line). `now` and
-    /// `max_future_skew` bound future timestamps as in [`event::decode`].
+    /// Decodes one record's bytes (a Kafka message payload, a JSONL line; with
+    /// [`Self::with_avro`], a wire-format Avro payload). `now` and `max_future_skew` bound
+    /// future timestamps as in [`event::decode`].
     pub fn decode(
         &self,
         payload: &[u8],
         now: Millis,
         max_future_skew: Millis,
     ) -> Result<Decoded, Rejection> {
+        #[cfg(feature = "avro")]
+        if let Some(schemas) = &self.avro {
+            let value = schemas.decode(payload)?;
+            return self.decode_value(&value, now, max_future_skew);
+        }
         let Some(mapping) = &self.mapping else {
             return event::decode(payload, now, max_future_skew).map(Decoded::Event);
         };
