@@ -381,6 +381,15 @@ fn rows_in_native_columns_decode_like_native_json() {
     let r = d.decode_value(&serde_json::json!({"event_id":"e1","user_id":"u1","type":"buy","ts":"2025-12-12T19:11:01Z"}), NOW, 0);
     assert_eq!(r.unwrap_err().reason, RejectReason::UnknownType);
     assert!(d.decode_value(&serde_json::json!([1]), NOW, 0).is_err());
+    for bad in ["NaN", "inf", "-1", "1e300"] {
+        let row = serde_json::json!({"event_id":"e1","user_id":"u1","type":"purchase","ts":"2025-12-12T19:11:01Z","amount":bad});
+        let r = d.decode_value(&row, NOW, 0);
+        assert_eq!(
+            r.map_err(|r| r.reason),
+            Err(RejectReason::InvalidAmount),
+            "a CSV amount {bad:?} is refused, never read as 0"
+        );
+    }
 }
 
 mod properties {
