@@ -12,8 +12,9 @@
 //!
 //! Layers, inner to outer (imports only point inward; `scripts/check-layers.py` checks it):
 //!
-//! - **core**, pure: [`time`], [`event`], [`features`], [`scoring`], [`alert`], [`policy`],
-//!   [`engine`], [`clock`], [`dedupe`], and the serving half of [`model`];
+//! - **core**, pure: [`time`], [`event`], [`mapping`] (a source's records to events),
+//!   [`features`], [`scoring`], [`alert`], [`policy`], [`engine`], [`clock`], [`dedupe`],
+//!   [`spans`], and the serving half of [`model`];
 //! - **training**: the offline half of [`model`] (dataset, train phases, evaluate, cards);
 //! - **adapters**: [`kafka`] (pipeline, checkpoint, restore, client, telemetry), [`metrics`],
 //!   [`http`], `model::reload`;
