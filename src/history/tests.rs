@@ -228,7 +228,7 @@ fn a_csv_without_a_needed_column_refuses_every_row_and_stops_naming_the_file() {
     let summary = loaded.refusal_summary();
     assert!(summary.contains("refused 2 of 2 records of"), "{summary}");
     assert!(
-        summary.contains("no-ts.csv line 2: field \"ts\" is missing"),
+        summary.contains("no-ts.csv line 2: field \"ts\" is missing or empty"),
         "{summary}"
     );
     let err = loaded.check_refusals(0.5).unwrap_err().to_string();

@@ -213,11 +213,15 @@ enum Resolved {
     Ignored(String),
 }
 
+/// `field` was looked for at `path` (several joined by "or") and is absent or empty; the
+/// path is named when it differs from the field, as it does under a mapping.
 fn missing(field: &str, path: &str) -> Rejection {
-    Rejection::new(
-        RejectReason::MissingField,
-        format!("{field} ({path}) is absent or empty"),
-    )
+    let detail = if field == path {
+        format!("field {field:?} is missing or empty")
+    } else {
+        format!("field {field:?} is missing or empty (looked at {path})")
+    };
+    Rejection::new(RejectReason::MissingField, detail)
 }
 
 fn required_id<'a>(
