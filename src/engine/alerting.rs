@@ -14,9 +14,11 @@ pub(super) struct Advice<'p> {
     pub(super) rule: &'p ActionRule,
 }
 
+/// `stage` is the user's stage as of `now` (a lookup re-derives it without recording it).
 pub(super) fn advise<'p>(
     policy: &'p Policy,
     state: &UserState,
+    stage: crate::features::Stage,
     features: &FeatureVector,
     score: f64,
     now: Millis,
@@ -26,7 +28,7 @@ pub(super) fn advise<'p>(
         [policy.recent_complaint_days()],
     );
     let segment = Segment {
-        stage: state.stage(),
+        stage,
         tier: policy.value_tier(
             features.get("spend_total").unwrap_or(0.0),
             features.spend_90d_fixed(),

@@ -27,7 +27,11 @@ use crate::scoring::Scorer;
 use crate::{Millis, DAY_MS};
 
 mod alerting;
+mod lookup;
+#[cfg(test)]
+mod lookup_tests;
 use alerting::{advise, build_alert, AlertInputs};
+pub use lookup::{CapsView, DayRecord, OpenAlert, UserExport, UserView};
 pub mod changelog;
 #[cfg(test)]
 mod limits_tests;
@@ -552,7 +556,7 @@ impl Engine {
         if decision == AlertDecision::Raise {
             let policy = &self.config.policy;
             let today = crate::features::window::day_of(now) as u16;
-            let advice = advise(policy, &slot.state, &features, score, now);
+            let advice = advise(policy, &slot.state, stage, &features, score, now);
             match slot
                 .state
                 .caps()

@@ -174,6 +174,16 @@ impl UserState {
         self.last_purchase
     }
 
+    /// First purchase.
+    pub fn first_purchase(&self) -> Instant32 {
+        self.first_purchase
+    }
+
+    /// Latest login or purchase.
+    pub fn last_engaged(&self) -> Instant32 {
+        self.last_engaged
+    }
+
     /// Latest return after an at-risk silence.
     pub fn returned_at(&self) -> Instant32 {
         self.returned_at
