@@ -59,6 +59,7 @@ MODULES = {
     "spans": "core",
     "time": "core",
     "http": "adapters",
+    "api": "adapters",
     "kafka": "adapters",
     "kafka::backfill": "adapters",
     "kafka::partitioner": "adapters",

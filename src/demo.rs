@@ -19,10 +19,12 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tokio::sync::watch;
 
+use crate::api::{ApiConfig, ApiMetrics, Tokens};
 use crate::engine::EngineConfig;
 use crate::event::{encode, Event, EventKind};
 use crate::features::Windows;
 use crate::http::{self, HttpState};
+use crate::kafka::state_view::StateView;
 use crate::kafka::{self, PipelineConfig, PipelineError, PipelineReport};
 use crate::metrics::Metrics;
 use crate::model::{Model, ModelError};
@@ -42,6 +44,8 @@ pub enum DemoError {
     },
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Api(#[from] crate::api::ApiError),
 }
 
 const INPUT: &str = "activity";
@@ -72,6 +76,26 @@ pub struct DemoConfig {
     pub seed: u64,
     /// Sliding windows the engine keeps (the model must have been trained with them).
     pub windows: Windows,
+    /// The lookup API, if served.
+    pub api: Option<DemoApi>,
+}
+
+/// The demo's lookup API: one instance, so it answers from its own state.
+#[derive(Clone)]
+pub struct DemoApi {
+    pub addr: SocketAddr,
+    pub tokens: Arc<Tokens>,
+    /// Where the token is, for the ready-to-paste `curl` line.
+    pub token_file: PathBuf,
+}
+
+impl std::fmt::Debug for DemoApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoApi")
+            .field("addr", &self.addr)
+            .field("token_file", &self.token_file)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs the demo until `shutdown` or `stop_after`.
@@ -97,19 +121,7 @@ pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Resul
 
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
-    let server = http::serve(
-        demo.metrics_addr,
-        HttpState {
-            metrics: Arc::clone(&metrics),
-            ready: Arc::clone(&ready),
-            alive: Arc::new(AtomicBool::new(true)),
-        },
-    )
-    .await
-    .map_err(|source| DemoError::Http {
-        addr: demo.metrics_addr,
-        source,
-    })?;
+    let server = serve_metrics(demo.metrics_addr, &metrics, &ready).await?;
 
     println!(
         "churnguard demo: embedded broker at {brokers} (topic {INPUT}, {partitions} partitions); {} users, \
@@ -120,6 +132,12 @@ pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         bad.len(),
         server.addr
     );
+
+    let state_view = StateView::new();
+    let api = match &demo.api {
+        Some(a) => Some(serve_api(a, &metrics, &state_view, &users, demo.metrics_addr).await?),
+        None => None,
+    };
 
     let producer: BaseProducer = kafka::client::config(
         &brokers,
@@ -142,6 +160,7 @@ pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         Arc::clone(&metrics),
         ready,
         kafka::continuity::Continuity::default(),
+        state_view,
         stop_rx,
     ));
     let printer = tokio::spawn(print_alerts(
@@ -188,10 +207,68 @@ pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Resul
     printer.abort();
     let _ = printer.await;
     server.task.abort();
+    if let Some(api) = api {
+        api.task.abort();
+    }
     drop(producer);
     print_summary(&report, started, &users);
     drop(cluster);
     Ok(())
+}
+
+/// Serves /metrics, /healthz and /readyz.
+async fn serve_metrics(
+    addr: SocketAddr,
+    metrics: &Arc<Metrics>,
+    ready: &Arc<AtomicBool>,
+) -> Result<http::HttpServer, DemoError> {
+    let state = HttpState {
+        metrics: Arc::clone(metrics),
+        ready: Arc::clone(ready),
+        alive: Arc::new(AtomicBool::new(true)),
+    };
+    http::serve(addr, state)
+        .await
+        .map_err(|source| DemoError::Http { addr, source })
+}
+
+/// Serves the lookup API over the demo's state and prints a ready-to-paste `curl` line.
+async fn serve_api(
+    a: &DemoApi,
+    metrics: &Metrics,
+    state_view: &Arc<StateView>,
+    users: &[SynthUser],
+    metrics_addr: SocketAddr,
+) -> Result<crate::api::ApiServer, DemoError> {
+    let config = ApiConfig {
+        addr: a.addr,
+        advertised_url: format!("http://{}", a.addr),
+        max_concurrent: 64,
+        request_timeout: Duration::from_secs(2),
+        forward_timeout: Duration::from_secs(1),
+        max_id_bytes: crate::event::DEFAULT_MAX_ID_BYTES,
+    };
+    let server = crate::api::serve(
+        config,
+        Arc::clone(&a.tokens),
+        Arc::clone(state_view) as Arc<dyn crate::api::LocalLookup>,
+        None,
+        ApiMetrics::register(&metrics.registry),
+    )
+    .await?;
+    // A user who goes quiet in the synthetic history: the most interesting first lookup.
+    let example = users
+        .iter()
+        .find(|u| u.churn_day.is_some())
+        .or(users.first())
+        .map_or("u1", |u| u.user_id.as_str());
+    println!(
+        "lookup API on http://{addr} (token in {file}; metrics stay on {metrics_addr}). Ask about a user:\n  \
+         curl -s -H \"Authorization: Bearer $(cat {file})\" http://{addr}/v1/users/{example}",
+        addr = server.addr,
+        file = a.token_file.display(),
+    );
+    Ok(server)
 }
 
 /// The line that marks the end of the history.

@@ -17,7 +17,7 @@
 //!   [`spans`], and the serving half of [`model`];
 //! - **training**: the offline half of [`model`] (dataset, train phases, evaluate, cards);
 //! - **adapters**: [`kafka`] (pipeline, checkpoint, restore, client, telemetry), [`metrics`],
-//!   [`http`], `model::reload`;
+//!   [`http`], [`api`] (the lookup API), `model::reload`;
 //! - **tools**: [`history`] (events from JSONL, CSV and Parquet files), [`replay`], [`synth`],
 //!   [`demo`], [`loadgen`];
 //! - the command line lives in the binary (`src/main.rs`, `src/cli/`), not in this library.
@@ -27,6 +27,7 @@
 //! same [`engine::Engine`], so what is trained is what is served.
 
 pub mod alert;
+pub mod api;
 pub mod clock;
 pub mod dedupe;
 pub mod demo;

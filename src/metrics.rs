@@ -6,8 +6,8 @@
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::alert::{Outcome, Trigger};
@@ -529,6 +529,87 @@ impl Suppression {
             Suppression::OptedOut => "opted_out",
             Suppression::Policy(reason) => reason.as_str(),
         }
+    }
+}
+
+/// The lookup API's metrics, registered in the service's registry when the API is on.
+#[derive(Clone)]
+pub struct ApiMetrics {
+    /// Requests by route (`user`, `export`, `other`) and HTTP status.
+    pub requests: IntCounterVec,
+    /// Time to answer, by route.
+    pub request_seconds: HistogramVec,
+    /// Lookups asked of another member, by result (`found`, `not_here`, `unavailable`,
+    /// `error`).
+    pub forwards: IntCounterVec,
+    /// Right-of-access exports, by token id and HTTP status.
+    pub exports: IntCounterVec,
+}
+
+impl ApiMetrics {
+    pub fn register(registry: &Registry) -> ApiMetrics {
+        let vec = |name: &str, help: &str, labels: &[&str]| {
+            let c =
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
+        let request_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "churnguard_api_request_seconds",
+                "Time to answer a lookup API request, forwarding included",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["route"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(request_seconds.clone()))
+            .expect("metric registered once");
+        ApiMetrics {
+            requests: vec(
+                "churnguard_api_requests_total",
+                "Lookup API requests by route and HTTP status",
+                &["route", "status"],
+            ),
+            request_seconds,
+            forwards: vec(
+                "churnguard_api_forwards_total",
+                "Lookups asked of another member of the group, by result",
+                &["result"],
+            ),
+            exports: vec(
+                "churnguard_api_exports_total",
+                "Right-of-access exports of a user's data, by token id and HTTP status",
+                &["token_id", "status"],
+            ),
+        }
+    }
+
+    /// Counts and times one answered request.
+    pub fn observe(&self, route: &str, status: u16, took: std::time::Duration) {
+        self.requests
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
+        self.request_seconds
+            .with_label_values(&[route])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts one export.
+    pub fn export(&self, token_id: &str, status: u16) {
+        self.exports
+            .with_label_values(&[token_id, &status.to_string()])
+            .inc();
+    }
+
+    /// Counts one lookup asked of another member.
+    pub fn forward(&self, result: &str) {
+        self.forwards.with_label_values(&[result]).inc();
     }
 }
 

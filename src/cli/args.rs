@@ -12,10 +12,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use super::input::{CheckMappingArgs, MappingArgs};
+pub use super::demo::DemoArgs;
+pub use super::input::{CheckMappingArgs, MappingArgs, WindowArgs};
 use churnguard::engine::EngineConfig;
 use churnguard::features::lifecycle::{LifecycleConfig, LifecycleConfigError};
-use churnguard::features::Windows;
 use churnguard::policy::{Policy, PolicyError};
 use churnguard::{Millis, DAY_MS};
 
@@ -144,28 +144,6 @@ impl KafkaArgs {
     }
 }
 
-/// The sliding windows, shared by every command that runs the engine: a model only scores
-/// under the windows it was trained with, so train, evaluate, replay and run take the same flag.
-#[derive(Debug, Clone, Args)]
-pub struct WindowArgs {
-    /// Sliding-window horizons in days, ascending: 1 to 4 distinct values in 1..=365. Feature
-    /// names follow them (e.g. 180 adds purchases_180d), so a model runs only under the windows
-    /// it was trained with; per-user memory grows with the longest (at least 90 days are kept
-    /// for the fixed 30-vs-60-day trends).
-    #[arg(
-        long,
-        env = "CHURNGUARD_WINDOWS",
-        default_value = "7,30,90",
-        value_parser = parse_windows
-    )]
-    pub windows: Windows,
-}
-
-/// Parses `--windows` (clap shows the message after the offending value).
-pub fn parse_windows(text: &str) -> Result<Windows, String> {
-    text.parse::<Windows>().map_err(|e| e.to_string())
-}
-
 /// Engine tunables (event time).
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
@@ -281,6 +259,8 @@ pub struct RunArgs {
     pub engine: EngineArgs,
     #[command(flatten)]
     pub mapping: MappingArgs,
+    #[command(flatten)]
+    pub api: super::api::ApiArgs,
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, env = "CHURNGUARD_METRICS_ADDR", default_value = "0.0.0.0:9464")]
     pub metrics_addr: SocketAddr,
@@ -303,37 +283,6 @@ pub struct RunArgs {
         default_value_t = 300
     )]
     pub unassigned_timeout_secs: u64,
-}
-
-/// `churnguard demo`.
-#[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
-    /// Address of the HTTP server for /metrics, /healthz and /readyz.
-    #[arg(long, env = "CHURNGUARD_METRICS_ADDR", default_value = "0.0.0.0:9464")]
-    pub metrics_addr: SocketAddr,
-    /// Model artifact to score with.
-    #[arg(long, env = "CHURNGUARD_MODEL", default_value = "models/churn-lr.json")]
-    pub model: PathBuf,
-    /// Synthetic users in the generated history.
-    #[arg(long, default_value_t = 3_000)]
-    pub users: usize,
-    /// Days of history generated before now.
-    #[arg(long, default_value_t = 180)]
-    pub days: u32,
-    /// Live events per second produced after the history (0 = none).
-    #[arg(long, default_value_t = 50)]
-    pub live_rate: u32,
-    /// Stop after this many seconds (0 = run until Ctrl-C).
-    #[arg(long, default_value_t = 0)]
-    pub duration_secs: u64,
-    /// Alerts printed in full; the rest are summarised.
-    #[arg(long, default_value_t = 10)]
-    pub print_alerts: usize,
-    /// Random seed of the synthetic stream.
-    #[arg(long, default_value_t = 7)]
-    pub seed: u64,
-    #[command(flatten)]
-    pub window: WindowArgs,
 }
 
 /// `churnguard replay`.
@@ -666,6 +615,7 @@ fn max_id_bytes(text: &str) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use churnguard::features::Windows;
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -5,6 +5,7 @@
 //! without a command-line parser, and each command reads as "flags → configuration → library
 //! call → report". Errors end here as `anyhow` reports with context.
 
+pub mod api;
 pub mod args;
 pub mod backfill;
 pub mod check_mapping;

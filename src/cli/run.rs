@@ -1,5 +1,5 @@
 //! `churnguard run`: the service. Loads and watches the model, serves /metrics, /healthz and
-//! /readyz, and runs the Kafka pipeline until SIGTERM/SIGINT.
+//! /readyz (and the lookup API when configured), and runs the Kafka pipeline until SIGTERM/SIGINT.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use churnguard::http::{self, HttpState};
+use churnguard::kafka::state_view::StateView;
 use churnguard::kafka::{self, parse_kafka_options, PipelineConfig};
 use churnguard::metrics::Metrics;
 use churnguard::model::reload;
@@ -62,8 +63,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
     .await
     .with_context(|| format!("cannot serve metrics on {}", args.metrics_addr))?;
     let cfg = pipeline_config(&args)?;
+    let state_view = StateView::new();
+    let api = super::api::start(&args.api, &cfg, &metrics, &state_view).await?;
     let shutdown = super::shutdown_signal();
-    let report = kafka::run_until_shutdown(cfg, models, metrics, ready, alive, shutdown).await?;
+    let report =
+        kafka::run_until_shutdown(cfg, models, metrics, ready, alive, state_view, shutdown).await;
+    if let Some(api) = api {
+        api.stop().await;
+    }
+    let report = report?;
     watcher.abort();
     server.task.abort();
     tracing::info!(

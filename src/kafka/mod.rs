@@ -18,6 +18,8 @@
 //! * [`backfill`]: state built offline from history files into the changelog, so the service
 //!   starts warm; [`partitioner`]: the partition a user's events land on, as producers compute
 //!   it.
+//! * [`state_view`]: the engines as the lookup API reads them; [`members`]: how the members of
+//!   a group find each other for lookups.
 //! * [`broker_view`]: the input topic's offsets as the broker sees them; [`idle`]: what a
 //!   member without partitions does while input waits; [`continuity`]: what one pipeline hands
 //!   to the next inside the process.
@@ -31,12 +33,14 @@ pub mod checkpoint;
 pub mod client;
 pub mod continuity;
 pub mod idle;
+pub mod members;
 pub mod partitioner;
 pub mod pipeline;
 pub mod restore;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod state_view;
 pub mod telemetry;
 
 use std::sync::atomic::AtomicBool;
@@ -146,6 +150,7 @@ pub async fn run_until_shutdown(
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     alive: Arc<AtomicBool>,
+    state_view: Arc<state_view::StateView>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<PipelineReport, PipelineError> {
     let mut total = PipelineReport::default();
@@ -159,6 +164,7 @@ pub async fn run_until_shutdown(
             Arc::clone(&metrics),
             Arc::clone(&ready),
             continuity.clone(),
+            Arc::clone(&state_view),
             shutdown.clone(),
         )
         .await;

@@ -22,6 +22,7 @@ use super::restore::Restorer;
 use super::sink::{Sink, SinkError, SinkTopics, SourceRef};
 use super::source::{self, Source, StatsByPartition};
 use super::state::{self, Partitions};
+use super::state_view::StateView;
 use super::telemetry::{self, Emit, EngineStatsExport};
 use super::{PipelineConfig, PipelineError, PipelineReport};
 use crate::clock::PartitionClocks;
@@ -108,6 +109,7 @@ struct Pipeline<'a> {
     /// Every assigned partition was consumed up to its high watermark at the last refresh.
     caught_up: bool,
     refusals: telemetry::RefusalWatch,
+    state_view: Arc<StateView>,
 }
 
 /// What a pipeline shares with the process around it.
@@ -115,10 +117,12 @@ struct Shared {
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     continuity: Continuity,
+    state_view: Arc<StateView>,
 }
 
 /// Runs one pipeline until `shutdown` turns true, then checkpoints and returns.
 ///
+/// `state_view` is where the lookup API reads this pipeline's engines while it runs.
 /// `models` carries the model to score with; when a new one is published (hot reload, see
 /// [`crate::model::reload`]) the loop swaps it into the engine between two messages, so user
 /// state is kept and no event is skipped. A closed channel just means no more reloads.
@@ -128,6 +132,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     continuity: Continuity,
+    state_view: Arc<StateView>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<PipelineReport, PipelineError> {
     let model = Arc::clone(&models.borrow_and_update());
@@ -135,6 +140,7 @@ pub async fn run(
         metrics,
         ready,
         continuity,
+        state_view,
     };
     let mut p = Pipeline::start(&cfg, model, shared, shutdown.clone()).await?;
     let stop = p.drive(models, shutdown).await;
@@ -153,6 +159,7 @@ impl<'a> Pipeline<'a> {
             metrics,
             ready,
             continuity,
+            state_view,
         } = shared;
         let topics = SinkTopics {
             alerts: cfg.alert_topic.clone(),
@@ -177,6 +184,7 @@ impl<'a> Pipeline<'a> {
             Some(Arc::clone(&model)),
             cfg.changelog_topic.clone(),
         )));
+        state_view.attach(Arc::clone(&partitions));
         let checkpoint = Arc::new(Checkpoint::new(
             &cfg.input_topic,
             sink.clone(),
@@ -246,6 +254,7 @@ impl<'a> Pipeline<'a> {
             idle,
             caught_up: false,
             refusals: telemetry::RefusalWatch::default(),
+            state_view,
         })
     }
 
@@ -292,6 +301,7 @@ impl<'a> Pipeline<'a> {
 
     /// The final checkpoint, as `stop` allows, then leaving the group.
     async fn finish(mut self, stop: Stop) -> Result<PipelineReport, PipelineError> {
+        self.state_view.detach();
         self.ready.store(false, Ordering::Relaxed);
         self.metrics.ready.set(0);
         self.export_engine_stats();
@@ -596,6 +606,7 @@ impl<'a> Pipeline<'a> {
                 .collect();
             self.checkpoint.forget(&stale);
             self.assigned = parts;
+            self.state_view.set_assignment(&self.assigned, None);
             for p in self.assigned.clone() {
                 self.ensure_restored(p).await?;
             }
@@ -634,6 +645,10 @@ impl<'a> Pipeline<'a> {
         self.refresh_assignment().await?;
         let stats = lock(&self.stats).clone();
         let view = self.view.latest();
+        if let Some(v) = &view {
+            self.state_view
+                .set_assignment(&self.assigned, Some(v.partitions.len()));
+        }
         let mut all_caught_up = !self.assigned.is_empty();
         for &p in &self.assigned {
             let Some(s) = stats.get(&p).filter(|s| s.hi_offset >= 0) else {

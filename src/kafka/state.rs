@@ -137,6 +137,11 @@ impl Partitions {
         engine
     }
 
+    /// The engine of each partition with state here.
+    pub fn engines(&self) -> impl Iterator<Item = (i32, &Engine)> + '_ {
+        self.tasks.iter().map(|(p, t)| (*p, &t.engine))
+    }
+
     pub fn task_mut(&mut self, partition: i32) -> Option<&mut Task> {
         self.tasks.get_mut(&partition)
     }
