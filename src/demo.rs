@@ -135,7 +135,7 @@ pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Resul
 
     let state_view = StateView::new();
     let api = match &demo.api {
-        Some(a) => Some(serve_api(a, &metrics, &state_view, &users, demo.metrics_addr).await?),
+        Some(a) => Some(serve_api(a, &metrics, &state_view, &users, server.addr).await?),
         None => None,
     };
 
