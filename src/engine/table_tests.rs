@@ -223,3 +223,66 @@ fn markers_tell_every_row_of_the_default_policy_apart() {
         }
     }
 }
+
+#[test]
+fn rows_match_the_published_schema_and_it_refuses_broken_ones() {
+    use crate::alert::schema::validate_score;
+    let policy = crate::policy::Policy::default_embedded();
+    let row = |stage, band, tier, rule: &crate::policy::ActionRule| ScoreRow {
+        schema_version: table::SCORE_SCHEMA_VERSION,
+        user_id: "u-1042".into(),
+        score: 0.8123,
+        risk_band: band,
+        lifecycle_stage: stage,
+        value_tier: tier,
+        recommended_action: rule.action.clone(),
+        channel: rule.channel.clone(),
+        model_version: "sha256:0123456789abcdef".into(),
+        as_of: crate::time::rfc3339(1_728_043_200_000),
+    };
+    // Every band, stage and tier the code can produce, and every action of the default policy.
+    for rule in policy.rules() {
+        for stage in Stage::ALL {
+            for band in RiskBand::ALL {
+                for tier in ValueTier::ALL {
+                    let json = serde_json::to_value(row(stage, band, tier, rule)).unwrap();
+                    validate_score(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+                }
+            }
+        }
+    }
+    let good = serde_json::to_value(row(
+        Stage::Grace,
+        RiskBand::High,
+        ValueTier::Gold,
+        &policy.rules()[0],
+    ))
+    .unwrap();
+    let broken = |f: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>)| {
+        let mut j = good.clone();
+        f(j.as_object_mut().unwrap());
+        validate_score(&j)
+    };
+    for field in ["user_id", "score", "risk_band", "as_of", "model_version"] {
+        assert!(broken(&|m| {
+            m.remove(field);
+        })
+        .is_err());
+    }
+    assert!(broken(&|m| {
+        m.insert("score".into(), 1.5.into());
+    })
+    .is_err());
+    assert!(broken(&|m| {
+        m.insert("lifecycle_stage".into(), "asleep".into());
+    })
+    .is_err());
+    assert!(broken(&|m| {
+        m.insert("as_of".into(), "next tuesday".into());
+    })
+    .is_err());
+    assert!(broken(&|m| {
+        m.insert("email".into(), "someone@example.com".into());
+    })
+    .is_err());
+}
