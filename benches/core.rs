@@ -11,6 +11,8 @@
 //! counting allocator: live bytes held by the engine after the run, divided by tracked users.
 //! `CHURNGUARD_WINDOWS` (default `7,30,90`) sets the engine's windows, to measure what more
 //! windows cost; `models/churn-lr.json` must load under them (e.g. `7,30,60,90`).
+//! `CHURNGUARD_BENCH_SCORE_TABLE=1` keeps the churn-risk table (`--scores-topic`), to measure
+//! what it costs.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -115,13 +117,17 @@ fn main() {
     let mut open: Vec<(usize, usize)> = vec![(0, 0); 256];
 
     let heap_before = LIVE.load(Ordering::Relaxed);
+    // CHURNGUARD_BENCH_SCORE_TABLE=1 keeps the churn-risk table, drained as the pipeline does.
+    let score_table = std::env::var("CHURNGUARD_BENCH_SCORE_TABLE").is_ok_and(|v| v == "1");
     let mut engine = Engine::new(
         EngineConfig {
             windows,
+            score_table,
             ..EngineConfig::default()
         },
         Some(model),
     );
+    let (mut table, mut table_records) = (Vec::new(), 0usize);
     let mut busy = Duration::ZERO;
     let mut cpu = Duration::ZERO;
     let (mut alerts, mut rejected, mut done) = (0usize, 0usize, 0usize);
@@ -184,6 +190,9 @@ fn main() {
                     // The pipeline publishes outcome events as they come; so does the bench.
                     engine.drain_outcomes(&mut outcomes);
                     outcomes.clear();
+                    engine.drain_table(&mut table);
+                    table_records += table.len();
+                    table.clear();
                 }
                 Err(_) => rejected += 1,
             }
@@ -212,6 +221,9 @@ fn main() {
         cpu.as_secs_f64()
     );
     println!("  users tracked: {tracked}; alerts raised: {alerts}; rejected: {rejected}");
+    if score_table {
+        println!("  churn-risk table records (rows and tombstones): {table_records}");
+    }
     println!(
         "  scorings: {event_scorings} on events, {timer_scorings} on timers; timer entries queued: {timers}"
     );

@@ -279,7 +279,7 @@ pub fn round4(x: f64) -> f64 {
 /// The schema validators shared with the integration tests (`tests/util/schema.rs`).
 #[cfg(test)]
 #[path = "../tests/util/schema.rs"]
-mod schema;
+pub(crate) mod schema;
 
 #[cfg(test)]
 mod tests {

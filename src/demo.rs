@@ -356,6 +356,7 @@ fn pipeline_config(brokers: &str, windows: Windows) -> PipelineConfig {
         alert_topic: ALERTS.into(),
         dlq_topic: DLQ.into(),
         outcome_topic: None,
+        scores_topic: None,
         changelog_topic: Some(CHANGELOG.into()),
         commit_interval: Duration::from_secs(2),
         session_timeout_ms: 6_000,

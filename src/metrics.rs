@@ -35,6 +35,8 @@ pub struct Metrics {
     pub alerts_suppressed: IntCounterVec,
     pub winback_outcomes: IntCounterVec,
     pub outcomes_pending: IntGauge,
+    /// Churn-risk table records handed to the producer, by kind (row, tombstone).
+    pub score_table_records: IntCounterVec,
     pub scores: IntCounterVec,
     pub score: Histogram,
     pub scoring_seconds: Histogram,
@@ -185,6 +187,11 @@ impl Metrics {
                 "churnguard_outcomes_pending",
                 "Alerts whose outcome window is still open.",
             ),
+            score_table_records: counter_vec(
+                "churnguard_score_table_records_total",
+                "Churn-risk table records handed to the producer (--scores-topic), by kind (row = a user's band, stage, tier or action changed at a scoring; tombstone = the user was erased or evicted).",
+                &["kind"],
+            ),
             alerts_suppressed: counter_vec(
                 "churnguard_alerts_suppressed_total",
                 "Scores at or above threshold that raised no alert, by reason.",
@@ -315,6 +322,9 @@ impl Metrics {
         for k in ChangelogWrite::ALL {
             m.changelog_records.with_label_values(&[k.as_str()]);
         }
+        for k in ScoreTableRecord::ALL {
+            m.score_table_records.with_label_values(&[k.as_str()]);
+        }
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -424,14 +434,17 @@ pub enum Destination {
     DeadLetter,
     Outcome,
     Changelog,
+    /// The churn-risk table (`--scores-topic`).
+    Score,
 }
 
 impl Destination {
-    pub const ALL: [Destination; 4] = [
+    pub const ALL: [Destination; 5] = [
         Destination::Alert,
         Destination::DeadLetter,
         Destination::Outcome,
         Destination::Changelog,
+        Destination::Score,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -440,6 +453,7 @@ impl Destination {
             Destination::DeadLetter => "dlq",
             Destination::Outcome => "outcome",
             Destination::Changelog => "changelog",
+            Destination::Score => "score",
         }
     }
 }
@@ -482,6 +496,24 @@ impl ChangelogWrite {
         match self {
             ChangelogWrite::Upsert => "upsert",
             ChangelogWrite::Delete => "delete",
+        }
+    }
+}
+
+/// A churn-risk table record published (`score_table_records` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreTableRecord {
+    Row,
+    Tombstone,
+}
+
+impl ScoreTableRecord {
+    pub const ALL: [ScoreTableRecord; 2] = [ScoreTableRecord::Row, ScoreTableRecord::Tombstone];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScoreTableRecord::Row => "row",
+            ScoreTableRecord::Tombstone => "tombstone",
         }
     }
 }

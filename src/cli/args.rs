@@ -100,6 +100,12 @@ pub struct KafkaArgs {
     /// window); empty = not published (the win-back metrics are kept either way).
     #[arg(long, env = "CHURNGUARD_OUTCOME_TOPIC", default_value = "")]
     pub outcome_topic: String,
+    /// Compacted topic of the churn-risk table: each user's score, risk band, lifecycle stage,
+    /// value tier and recommended action, written when one of them changes (key = user id; a
+    /// tombstone when the user is erased or evicted). Created (compacted, the input's partition
+    /// count) if missing. Empty = not kept.
+    #[arg(long, env = "CHURNGUARD_SCORES_TOPIC", default_value = "")]
+    pub scores_topic: String,
     /// Compacted topic holding each user's state, so a restarted instance or the instance that
     /// takes over a partition carries on where the last checkpoint left off. Created (with the
     /// input's partition count, `cleanup.policy=compact`) if missing. Empty = `<group>-state-changelog`;

@@ -25,6 +25,7 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig> {
         alert_topic: args.kafka.alert_topic.clone(),
         dlq_topic: args.kafka.dlq_topic.clone(),
         outcome_topic: Some(args.kafka.outcome_topic.clone()).filter(|t| !t.is_empty()),
+        scores_topic: Some(args.kafka.scores_topic.clone()).filter(|t| !t.is_empty()),
         changelog_topic: args.kafka.changelog_topic(),
         commit_interval: Duration::from_millis(args.kafka.commit_interval_ms.max(100)),
         session_timeout_ms: args.kafka.session_timeout_ms,

@@ -14,15 +14,13 @@ use std::sync::Arc;
 use ahash::AHashMap;
 use hashbrown::HashTable;
 
-use crate::alert::{
-    self, AlertDecision, AlertId, Outcome, OutcomeEvent, ReturnKind, Trigger, WinbackAlert,
-};
+use crate::alert::{self, AlertDecision, OutcomeEvent, ReturnKind, Trigger, WinbackAlert};
 use crate::dedupe::Deduper;
 use crate::event::{Event, EventKind, RejectReason, Rejection};
 use crate::features::{
     FeatureLayout, FeatureVector, LifecycleConfig, Stage, StageStats, Totals, UserState, Windows,
 };
-use crate::policy::{ExperimentArm, Policy};
+use crate::policy::Policy;
 use crate::scoring::Scorer;
 use crate::{Millis, DAY_MS};
 
@@ -30,6 +28,10 @@ mod alerting;
 mod lookup;
 #[cfg(test)]
 mod lookup_tests;
+mod outcome;
+pub mod table;
+#[cfg(test)]
+mod table_tests;
 use alerting::{advise, build_alert, AlertInputs};
 pub use lookup::{CapsView, DayRecord, OpenAlert, UserExport, UserView};
 pub mod changelog;
@@ -37,6 +39,8 @@ pub mod changelog;
 mod limits_tests;
 mod timers;
 use changelog::ChangeSet;
+use outcome::PendingOutcome;
+pub use table::{ScoreRow, TableChange};
 use timers::TimerQueue;
 
 /// Tunables of the core, independent of where events come from.
@@ -76,6 +80,9 @@ pub struct EngineConfig {
     /// Longest `user_id` or `event_id` accepted, in bytes: ids are kept in memory and become
     /// changelog keys, so an unbounded id is an unbounded cost.
     pub max_id_bytes: usize,
+    /// Keep the churn-risk table: queue a row when a scoring changes what a user's row says, a
+    /// tombstone when a user goes (see [`table`]). Off, scorings skip that work.
+    pub score_table: bool,
 }
 
 impl Default for EngineConfig {
@@ -93,6 +100,7 @@ impl Default for EngineConfig {
             policy: Arc::new(Policy::default_embedded()),
             windows: Windows::default(),
             max_id_bytes: crate::event::DEFAULT_MAX_ID_BYTES,
+            score_table: false,
         }
     }
 }
@@ -177,40 +185,10 @@ pub struct Engine {
     outcomes: AHashMap<u32, PendingOutcome>,
     /// Outcome events decided but not yet taken by the caller.
     outcome_events: Vec<OutcomeEvent>,
+    /// Churn-risk table changes not yet taken by the caller ([`Engine::drain_table`]).
+    table: Vec<TableChange>,
     /// Users changed since the last checkpoint, when durable state is on.
     changes: Option<ChangeSet>,
-}
-
-/// An alert being watched for the user's return.
-#[derive(Debug, Clone)]
-struct PendingOutcome {
-    alert_id: AlertId,
-    arm: ExperimentArm,
-    alerted_at: Millis,
-    window_end: Millis,
-    /// Shared by every alert of one model.
-    model_version: Arc<str>,
-}
-
-impl PendingOutcome {
-    fn resolve(self, user_id: &str, returned: Option<(Millis, ReturnKind)>) -> OutcomeEvent {
-        OutcomeEvent {
-            schema_version: alert::OUTCOME_SCHEMA_VERSION,
-            alert_id: self.alert_id,
-            user_id: user_id.to_string(),
-            experiment_arm: self.arm,
-            alerted_at: alert::rfc3339(self.alerted_at),
-            window_ends_at: alert::rfc3339(self.window_end),
-            outcome: if returned.is_some() {
-                Outcome::WonBack
-            } else {
-                Outcome::NotReturned
-            },
-            returned_at: returned.map(|(t, _)| alert::rfc3339(t)),
-            returned_by: returned.map(|(_, k)| k),
-            model_version: self.model_version.to_string(),
-        }
-    }
 }
 
 impl Engine {
@@ -238,6 +216,7 @@ impl Engine {
             stages: StageStats::default(),
             outcomes: AHashMap::new(),
             outcome_events: Vec::new(),
+            table: Vec::new(),
             changes: None,
             config,
         }
@@ -552,11 +531,25 @@ impl Engine {
             slot.state.opted_out(),
         );
         let stage = slot.state.stage();
+        let policy = &self.config.policy;
+        let advice = (decision == AlertDecision::Raise || self.config.score_table)
+            .then(|| advise(policy, &slot.state, stage, &features, score, now));
+        if let Some(advice) = advice.as_ref().filter(|_| self.config.score_table) {
+            let mut mark = slot.state.table_mark();
+            let scoring = table::Scoring {
+                user_id: &slot.user_id,
+                score,
+                stage,
+                advice,
+                model_version: model.version(),
+                now,
+            };
+            table::note(&mut self.table, &mut mark, policy, &scoring);
+            slot.state.set_table_mark(mark);
+        }
         let mut alert = None;
-        if decision == AlertDecision::Raise {
-            let policy = &self.config.policy;
+        if let Some(advice) = advice.filter(|_| decision == AlertDecision::Raise) {
             let today = crate::features::window::day_of(now) as u16;
-            let advice = advise(policy, &slot.state, stage, &features, score, now);
             match slot
                 .state
                 .caps()
@@ -735,9 +728,12 @@ impl Engine {
 
     /// Removes a user, recording the removal for the changelog.
     fn remove(&mut self, idx: u32) {
-        if let (Some(changes), Some(slot)) = (&mut self.changes, self.slots[idx as usize].as_ref())
-        {
-            changes.removed(slot.user_id.clone());
+        let Some(user_id) = self.slots[idx as usize].as_ref().map(|s| s.user_id.clone()) else {
+            return;
+        };
+        self.table_tombstone(&user_id);
+        if let Some(changes) = &mut self.changes {
+            changes.removed(user_id);
         }
         self.remove_untracked(idx);
     }
@@ -773,7 +769,12 @@ impl Engine {
                 self.counters.erased += 1;
                 true
             }
-            None => false,
+            None => {
+                // The table may hold a row this engine never wrote (the user's events came
+                // keyless through another partition); deleting a missing row is harmless.
+                self.table_tombstone(user_id);
+                false
+            }
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Tests of the parent module, kept in their own file so the module itself stays short.
 
 use super::*;
+use crate::alert::Outcome;
 use crate::model::{Format, Kind, Model, ModelArtifact, ModelFeature, TrainingRecord, Transform};
+use crate::policy::ExperimentArm;
 
 /// A model whose score is >= 0.5 exactly when the user has been silent for 20.5 days or more.
 pub(super) fn silence_model() -> Arc<Model> {

@@ -203,6 +203,8 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, CodecError> {
         stage,
         last_scored_day,
         caps,
+        // Not recorded: a restored user's next scoring rewrites their table row.
+        table_mark: 0,
     };
     Ok(Decoded { state, kept_days })
 }

@@ -124,7 +124,14 @@ pub struct UserState {
     pub(super) last_scored_day: u16,
     /// Days of the user's recent alerts, for frequency caps (durable with the rest).
     pub(super) caps: CapState,
+    /// What the engine last wrote to the churn-risk table for this user (see
+    /// `crate::engine::table`), 0 = nothing. Not part of the changelog record: it lives in
+    /// the padding the other fields leave, so it costs no memory.
+    pub(super) table_mark: u16,
 }
+
+// The churn-risk table's marker must stay in the padding: every tracked user pays for this.
+const _: () = assert!(std::mem::size_of::<UserState>() <= 96);
 
 impl UserState {
     /// Folds an accepted event into the state. Order of arrival does not matter.
@@ -233,6 +240,16 @@ impl UserState {
     /// Records the stage now reported, returning the one before.
     pub fn set_stage(&mut self, stage: Stage) -> Stage {
         std::mem::replace(&mut self.stage, stage)
+    }
+
+    /// The engine's marker of the user's last churn-risk table row (0 = none written).
+    pub fn table_mark(&self) -> u16 {
+        self.table_mark
+    }
+
+    /// Records the marker of the row just written to the churn-risk table.
+    pub fn set_table_mark(&mut self, mark: u16) {
+        self.table_mark = mark;
     }
 
     /// Records that the user was scored on `day`.

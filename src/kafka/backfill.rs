@@ -441,6 +441,7 @@ pub fn write(
         dlq: String::new(),
         control: None,
         outcomes: None,
+        scores: None,
     };
     let sink = Sink::new(
         &cfg.brokers,

@@ -1,7 +1,8 @@
 //! The checkpoint: the one protocol by which consumed input becomes committed input.
 //!
 //! A checkpoint writes every changed user's state to the changelog, makes sure everything
-//! enqueued so far (alerts, dead letters, outcomes, changelog records) is acknowledged, and only
+//! enqueued so far (alerts, dead letters, outcomes, churn-risk table records, changelog records)
+//! is acknowledged, and only
 //! then commits the input offsets those effects reflect. Committing first would let a crash lose
 //! effects of consumed input for good; so no offset is ever committed past a message whose
 //! effects, state included, are not durably written. That rule lives here and nowhere else: the
@@ -104,9 +105,9 @@ impl Blocked {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error(
-        "{0} message(s) could not be delivered to the alert or dead-letter topic; stopping without \
-         committing past them so a restart reprocesses them (check the topics exist and the \
-         producer's permissions)"
+        "{0} message(s) could not be delivered to an output topic (alerts, outcomes, scores, \
+         dead letters); stopping without committing past them so a restart reprocesses them \
+         (check the topics exist and the producer's permissions)"
     )]
     DeliveryFailed(u64),
     #[error("cannot write the state changelog: {0}; no offset is committed past the state it would have carried")]

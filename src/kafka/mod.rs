@@ -3,7 +3,7 @@
 //! features.
 //!
 //! ```text
-//!  source ──► pipeline (decode, engine, publish) ──► sink ──► alerts, DLQ, outcomes
+//!  source ──► pipeline (decode, engine, publish) ──► sink ──► alerts, DLQ, outcomes, scores
 //!    │ rebalance            │ every commit interval         changelog
 //!    └──────────► checkpoint (write changelog, await acks, commit offsets)
 //!                 restore (changelog → engine, when a partition is assigned)
@@ -72,6 +72,9 @@ pub struct PipelineConfig {
     pub dlq_topic: String,
     /// Where outcome events go, if anywhere.
     pub outcome_topic: Option<String>,
+    /// The churn-risk table (compacted, keyed by user id), if kept; created if missing. The
+    /// engines keep the table exactly when this is set.
+    pub scores_topic: Option<String>,
     /// Compacted topic backing each input partition's state; `None` keeps state in memory only
     /// (lost on restart, not handed over on rebalance).
     pub changelog_topic: Option<String>,

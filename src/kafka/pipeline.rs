@@ -1,5 +1,6 @@
 //! One pipeline run, as the data flows: a message is decoded, applied to its partition's
-//! engine, and its effects (alerts, outcomes, dead letters) are handed to the producer; a tick
+//! engine, and its effects (alerts, outcomes, churn-risk table records, dead letters) are
+//! handed to the producer; a tick
 //! refreshes the assignment and progress and fires due timers; the commit interval runs a
 //! background checkpoint. How the loop ended is decided once (`Stop`), and decides what the
 //! final checkpoint may do.
@@ -166,6 +167,7 @@ impl<'a> Pipeline<'a> {
             dlq: cfg.dlq_topic.clone(),
             control: cfg.engine.policy.control().topic.clone(),
             outcomes: cfg.outcome_topic.clone(),
+            scores: cfg.scores_topic.clone(),
         };
         let sink = Sink::new(
             &cfg.brokers,
@@ -174,13 +176,21 @@ impl<'a> Pipeline<'a> {
             Arc::clone(&metrics),
         )?
         .abort_on(shutdown.clone());
+        let (brokers, options) = (&cfg.brokers, &cfg.kafka_options);
+        let timeout = Duration::from_secs(30);
         if let Some(changelog) = &cfg.changelog_topic {
-            let (brokers, options) = (&cfg.brokers, &cfg.kafka_options);
-            let timeout = Duration::from_secs(30);
             state::ensure_changelog(brokers, options, &cfg.input_topic, changelog, timeout).await?;
         }
+        if let Some(scores) = &cfg.scores_topic {
+            state::ensure_scores_topic(brokers, options, &cfg.input_topic, scores, timeout).await?;
+        }
+        // The engines keep the table exactly when it has somewhere to go.
+        let engine = crate::engine::EngineConfig {
+            score_table: cfg.scores_topic.is_some(),
+            ..cfg.engine.clone()
+        };
         let partitions = Arc::new(Mutex::new(Partitions::new(
-            cfg.engine.clone(),
+            engine,
             Some(Arc::clone(&model)),
             cfg.changelog_topic.clone(),
         )));
@@ -458,13 +468,16 @@ impl<'a> Pipeline<'a> {
                 match applied {
                     Err(rejection) => self.dead_letter(m, &rejection, first_time)?,
                     Ok(Applied::Duplicate) => {}
-                    Ok(Applied::Erased) => self.count_applied(m, ev.kind, true, first_time),
+                    Ok(Applied::Erased) => {
+                        self.count_applied(m, ev.kind, true, first_time);
+                        self.publish_drained()?;
+                    }
                     Ok(Applied::Updated { scored }) => {
                         self.count_applied(m, ev.kind, false, first_time);
                         if let Some(s) = scored {
                             self.publish(&s)?;
                         }
-                        self.publish_outcomes()?;
+                        self.publish_drained()?;
                     }
                 }
             }
@@ -534,13 +547,23 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
-    /// Publishes (if an outcome topic is set) and counts the outcomes the engine decided.
-    fn publish_outcomes(&mut self) -> Result<(), PipelineError> {
+    /// Publishes (where a topic is set) and counts what the engines queued besides scorings:
+    /// outcomes, and churn-risk table rows and tombstones.
+    fn publish_drained(&mut self) -> Result<(), PipelineError> {
         let mut outcomes = Vec::new();
-        lock(&self.partitions).drain_outcomes(&mut outcomes);
+        let mut table = Vec::new();
+        {
+            let mut partitions = lock(&self.partitions);
+            partitions.drain_outcomes(&mut outcomes);
+            partitions.drain_table(&mut table);
+        }
         for o in &outcomes {
             self.sink.outcome(o)?;
             telemetry::OutcomeDecided(o).emit(&self.metrics);
+        }
+        for change in &table {
+            self.sink.score_table(change)?;
+            telemetry::ScoreTablePublished(change).emit(&self.metrics);
         }
         Ok(())
     }
@@ -561,7 +584,7 @@ impl<'a> Pipeline<'a> {
         for s in &scored {
             self.publish(s)?;
         }
-        self.publish_outcomes()?;
+        self.publish_drained()?;
         self.scored = scored;
         Ok(())
     }

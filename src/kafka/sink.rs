@@ -1,8 +1,9 @@
-//! Outbound messages: win-back alerts and dead-lettered input.
+//! Outbound messages: win-back alerts, outcomes, churn-risk table records, state changelog
+//! records and dead-lettered input.
 //!
 //! Two idempotent producers share the work: a *prompt* one for what subscribers wait on (alerts,
 //! outcomes; 5 ms linger) and a *bulk* one for what nobody waits on (state changelog, dead
-//! letters; 100 ms linger). One producer for all cost 1.7x the CPU per event in the end-to-end
+//! letters, the churn-risk table; 100 ms linger). One producer for all cost 1.7x the CPU per event in the end-to-end
 //! bench: librdkafka's broker thread wakes at every linger expiry of every partition with data,
 //! and the changelog keeps many partitions busy. `send` only enqueues (the effects are then
 //! "handed to the producer" and the input offset may be stored); a checkpoint commits once every
@@ -22,25 +23,31 @@ use sha2::{Digest, Sha256};
 use super::client;
 use super::telemetry::{self, DeadLetter, Emit};
 use crate::alert::{OutcomeEvent, WinbackAlert};
+use crate::engine::TableChange;
 use crate::event::Rejection;
 use crate::metrics::{Destination, Metrics};
 use crate::policy::ExperimentArm;
 
-/// The delivery opaque of a message: `(epoch slot << 2) | destination`.
+/// Low bits of a delivery opaque that hold the destination; the epoch slot sits above them.
+const DESTINATION_BITS: u32 = 3;
+
+/// The delivery opaque of a message: `(epoch slot << DESTINATION_BITS) | destination`.
 fn destination_bits(destination: Destination) -> usize {
     match destination {
         Destination::Alert => 0,
         Destination::DeadLetter => 1,
         Destination::Outcome => 2,
         Destination::Changelog => 3,
+        Destination::Score => 4,
     }
 }
 
 fn destination_of(opaque: usize) -> Destination {
-    match opaque & 3 {
+    match opaque & ((1 << DESTINATION_BITS) - 1) {
         1 => Destination::DeadLetter,
         2 => Destination::Outcome,
         3 => Destination::Changelog,
+        4 => Destination::Score,
         _ => Destination::Alert,
     }
 }
@@ -106,7 +113,8 @@ impl ProducerContext for DeliveryContext {
         }
         // Only after the failure is counted: a checkpoint that sees its epoch delivered must
         // also see the failure, or it would commit past a lost message.
-        self.shared.outstanding[(opaque >> 2) % EPOCH_RING as usize].fetch_sub(1, Ordering::AcqRel);
+        self.shared.outstanding[(opaque >> DESTINATION_BITS) % EPOCH_RING as usize]
+            .fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -191,6 +199,8 @@ pub struct SinkTopics {
     pub control: Option<String>,
     /// Outcome events, when published at all.
     pub outcomes: Option<String>,
+    /// The churn-risk table (compacted, keyed by user id), when kept at all.
+    pub scores: Option<String>,
 }
 
 /// The producers for alert, outcome, dead-letter and changelog topics.
@@ -294,6 +304,29 @@ impl Sink {
             &outcome.alert_id.to_string(),
             &payload,
         )
+    }
+
+    /// Enqueues a churn-risk table record keyed by user id (a no-op without a scores topic): a
+    /// row as JSON with its schema version in a header, a tombstone as a record without a value,
+    /// which deletes the user's row from a compacted topic and from an upserting sink.
+    pub fn score_table(&self, change: &TableChange) -> Result<(), SinkError> {
+        let Some(topic) = &self.topics.scores else {
+            return Ok(());
+        };
+        let record = BaseRecord::with_opaque_to(topic, destination_bits(Destination::Score))
+            .key(change.user_id().as_bytes());
+        match change {
+            TableChange::Row(row) => {
+                let payload = serde_json::to_vec(row)?;
+                let version = row.schema_version.to_string();
+                let headers = OwnedHeaders::new().insert(Header {
+                    key: "churnguard.schema_version",
+                    value: Some(version.as_bytes()),
+                });
+                self.send(record.payload(&payload[..]).headers(headers))
+            }
+            TableChange::Tombstone { .. } => self.send(record),
+        }
     }
 
     /// A JSON record keyed by user id, with schema version and alert id in headers (what
@@ -461,11 +494,11 @@ impl Sink {
     fn send(&self, mut record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), SinkError> {
         let producer = match destination_of(record.delivery_opaque) {
             Destination::Alert | Destination::Outcome => &self.prompt,
-            Destination::DeadLetter | Destination::Changelog => &self.bulk,
+            Destination::DeadLetter | Destination::Changelog | Destination::Score => &self.bulk,
         };
         // Only the pipeline task enqueues, so the epoch cannot close between these two lines.
         let slot = (self.epoch.load(Ordering::Acquire) % EPOCH_RING) as usize;
-        record.delivery_opaque |= slot << 2;
+        record.delivery_opaque |= slot << DESTINATION_BITS;
         let outstanding = &self.counters.outstanding[slot];
         outstanding.fetch_add(1, Ordering::AcqRel);
         loop {
@@ -531,6 +564,17 @@ impl Sink {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_delivery_opaque_keeps_destination_and_epoch_slot_apart() {
+        for destination in Destination::ALL {
+            for slot in [0, 1, EPOCH_RING as usize - 1] {
+                let opaque = destination_bits(destination) | slot << DESTINATION_BITS;
+                assert_eq!(destination_of(opaque), destination);
+                assert_eq!(opaque >> DESTINATION_BITS, slot);
+            }
+        }
+    }
+
     /// A queue that cannot drain (no broker) and holds one message: the second send finds it
     /// full. With shutdown requested it must give up at once instead of waiting forever.
     #[test]
@@ -543,6 +587,7 @@ mod tests {
                 dlq: "dlq".into(),
                 control: None,
                 outcomes: None,
+                scores: None,
             },
             &[("queue.buffering.max.messages".into(), "1".into())],
             Arc::new(Metrics::new()),

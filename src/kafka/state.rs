@@ -49,7 +49,7 @@ pub enum StateError {
         input: String,
         needs: usize,
     },
-    #[error("cannot create changelog topic {topic}: {reason}")]
+    #[error("cannot create topic {topic}: {reason}")]
     Create { topic: String, reason: String },
     #[error("cannot restore partition {partition} from {topic}: {source}")]
     Restore {
@@ -239,6 +239,13 @@ impl Partitions {
         }
     }
 
+    /// The churn-risk table changes every engine queued, in each engine's order.
+    pub fn drain_table(&mut self, out: &mut Vec<crate::engine::TableChange>) {
+        for task in self.tasks.values_mut() {
+            task.engine.drain_table(out);
+        }
+    }
+
     pub fn counters(&self) -> EngineCounters {
         let mut total = self.retired;
         for task in self.tasks.values() {
@@ -340,6 +347,49 @@ pub async fn ensure_changelog(
     changelog: &str,
     timeout: Duration,
 ) -> Result<(), StateError> {
+    let topic = Compacted {
+        name: changelog,
+        what: "state changelog",
+        same_partitions: true,
+    };
+    ensure_compacted(brokers, kafka_options, input, &topic, timeout).await
+}
+
+/// Checks the churn-risk table topic exists, creating it (compacted, with the input's
+/// partition count) if missing. An existing one may have any partition count: its records go
+/// where their key hashes, and compaction keeps the latest per key whatever the count.
+pub async fn ensure_scores_topic(
+    brokers: &str,
+    kafka_options: &[(String, String)],
+    input: &str,
+    scores: &str,
+    timeout: Duration,
+) -> Result<(), StateError> {
+    let topic = Compacted {
+        name: scores,
+        what: "churn-risk table",
+        same_partitions: false,
+    };
+    ensure_compacted(brokers, kafka_options, input, &topic, timeout).await
+}
+
+/// A compacted topic the service creates when it is missing.
+struct Compacted<'a> {
+    name: &'a str,
+    /// What it holds, for the log.
+    what: &'static str,
+    /// It must have exactly the input's partition count.
+    same_partitions: bool,
+}
+
+async fn ensure_compacted(
+    brokers: &str,
+    kafka_options: &[(String, String)],
+    input: &str,
+    wanted: &Compacted<'_>,
+    timeout: Duration,
+) -> Result<(), StateError> {
+    let changelog = wanted.name;
     let cfg = client::config(brokers, &[], kafka_options);
     let probe: BaseConsumer = cfg.create().map_err(|source| StateError::Metadata {
         topic: input.to_string(),
@@ -363,7 +413,7 @@ pub async fn ensure_changelog(
         return Err(StateError::InputMissing(input.to_string()));
     }
     let has = count(changelog)?;
-    if has == needs {
+    if has == needs || (has != 0 && !wanted.same_partitions) {
         return Ok(());
     }
     if has != 0 {
@@ -405,7 +455,8 @@ pub async fn ensure_changelog(
     tracing::info!(
         topic = changelog,
         partitions = needs,
-        "created state changelog topic"
+        holds = wanted.what,
+        "created compacted topic"
     );
     Ok(())
 }

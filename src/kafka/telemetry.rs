@@ -9,11 +9,12 @@
 use rdkafka::error::KafkaError;
 
 use crate::alert::{AlertDecision, OutcomeEvent, WinbackAlert};
-use crate::engine::{EngineCounters, Scored};
+use crate::engine::{EngineCounters, Scored, TableChange};
 use crate::event::{EventKind, Rejection};
 use crate::features::{StageStats, StageTransitions};
 use crate::metrics::{
-    ChangelogWrite, CommitResult, Destination, Metrics, RestoreRecord, Suppression,
+    ChangelogWrite, CommitResult, Destination, Metrics, RestoreRecord, ScoreTableRecord,
+    Suppression,
 };
 use crate::model::Model;
 use crate::Millis;
@@ -292,6 +293,32 @@ impl Emit for OutcomeDecided<'_> {
             alert_id = %o.alert_id, user_id = %o.user_id, arm = o.experiment_arm.as_str(),
             outcome = o.outcome.as_str(), "win-back outcome"
         );
+    }
+}
+
+/// A churn-risk table record handed to the producer.
+pub struct ScoreTablePublished<'a>(pub &'a TableChange);
+
+impl Emit for ScoreTablePublished<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let kind = match self.0 {
+            TableChange::Row(r) => {
+                tracing::debug!(
+                    user_id = %r.user_id, risk_band = r.risk_band.as_str(),
+                    stage = r.lifecycle_stage.as_str(), value_tier = r.value_tier.as_str(),
+                    action = %r.recommended_action, "churn-risk table row"
+                );
+                ScoreTableRecord::Row
+            }
+            TableChange::Tombstone { user_id } => {
+                tracing::debug!(user_id = %user_id, "churn-risk table tombstone");
+                ScoreTableRecord::Tombstone
+            }
+        };
+        metrics
+            .score_table_records
+            .with_label_values(&[kind.as_str()])
+            .inc();
     }
 }
 

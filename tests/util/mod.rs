@@ -509,6 +509,8 @@ pub struct Consumed {
     pub offset: i64,
     pub key: String,
     pub payload: String,
+    /// The record has no value (a tombstone); `payload` is then empty.
+    pub null_payload: bool,
     pub headers: Vec<(String, String)>,
 }
 
@@ -527,6 +529,7 @@ pub fn to_consumed<M: Message>(m: &M) -> Consumed {
         offset: m.offset(),
         key: s(m.key()),
         payload: s(m.payload()),
+        null_payload: m.payload().is_none(),
         headers,
     }
 }

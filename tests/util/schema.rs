@@ -1,6 +1,7 @@
 //! JSON Schema checks of the payloads churnguard publishes, against the contract files messaging
-//! teams read (`deploy/schemas/*.json`): every test that produces an alert or outcome event can
-//! assert it matches the documented layout, so code and contract cannot drift.
+//! teams read (`deploy/schemas/*.json`): every test that produces an alert, outcome event or
+//! churn-risk table row can assert it matches the documented layout, so code and contract cannot
+//! drift.
 //!
 //! Also compiled into the library's unit tests (`src/alert.rs`), hence no dependency on the rest
 //! of the test harness.
@@ -12,6 +13,9 @@ pub const ALERT_SCHEMA: &str = include_str!("../../deploy/schemas/winback-alert.
 
 /// The outcome event contract (draft 2020-12).
 pub const OUTCOME_SCHEMA: &str = include_str!("../../deploy/schemas/winback-outcome.v1.json");
+
+/// The churn-risk table row contract (draft 2020-12).
+pub const SCORE_SCHEMA: &str = include_str!("../../deploy/schemas/churn-score.v1.json");
 
 fn compile(name: &str, text: &str) -> jsonschema::Validator {
     let schema: serde_json::Value =
@@ -48,6 +52,15 @@ pub fn validate_outcome(json: &serde_json::Value) -> Result<(), String> {
     static V: OnceLock<jsonschema::Validator> = OnceLock::new();
     check(
         V.get_or_init(|| compile("winback-outcome.v1.json", OUTCOME_SCHEMA)),
+        json,
+    )
+}
+
+/// Validates one churn-risk table row against `churn-score.v1.json`; `Err` lists every violation.
+pub fn validate_score(json: &serde_json::Value) -> Result<(), String> {
+    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
+    check(
+        V.get_or_init(|| compile("churn-score.v1.json", SCORE_SCHEMA)),
         json,
     )
 }
