@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use super::engine_args::{EngineArgs, RefusalArgs, WindowArgs};
 pub use super::input::{CheckMappingArgs, MappingArgs};
+pub use super::score::ScoreArgs;
 
 /// churnguard: streaming churn-risk scoring and win-back alerts over Kafka.
 #[derive(Debug, Parser)]
@@ -38,6 +39,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Evaluate a model at cutoffs of history files of events: metrics table/JSON, plots.
     Evaluate(EvaluateArgs),
+    /// Write every user's score, band, stage, tier, action and reasons at a date (JSONL/CSV).
+    Score(ScoreArgs),
     /// Write a synthetic activity stream as JSONL (demo data, training data, load tests).
     Synth(SynthArgs),
     /// Produce a realistic activity stream to a Kafka topic (benchmarks, load tests).

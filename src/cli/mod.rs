@@ -15,6 +15,7 @@ pub mod input;
 pub mod loadgen;
 pub mod replay;
 pub mod run;
+pub mod score;
 pub mod synth;
 pub mod train;
 
