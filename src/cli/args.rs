@@ -573,6 +573,15 @@ mod tests {
                 "14,60",
             ],
             &["backfill", "--events", "e", "--windows", "14,60"],
+            &[
+                "score",
+                "--events",
+                "e",
+                "--at",
+                "2020-01-01",
+                "--windows",
+                "14,60",
+            ],
         ] {
             let cli = Cli::try_parse_from(std::iter::once(&"churnguard").chain(args));
             let windows = match cli.map(|c| c.command) {
@@ -582,6 +591,7 @@ mod tests {
                 Ok(Command::Train(a)) => a.window.windows,
                 Ok(Command::Evaluate(a)) => a.window.windows,
                 Ok(Command::Backfill(a)) => a.engine.window.windows,
+                Ok(Command::Score(a)) => a.engine.window.windows,
                 other => panic!("{args:?}: {other:?}"),
             };
             assert_eq!(windows.days(), [14, 60], "{args:?}");
