@@ -70,6 +70,7 @@ MODULES = {
     "replay": "adapters",
     "demo": "tools",
     "history": "tools",
+    "score_table": "tools",
     "loadgen": "tools",
     "synth": "tools",
     "main": "cli",

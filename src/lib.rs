@@ -18,8 +18,8 @@
 //! - **training**: the offline half of [`model`] (dataset, train phases, evaluate, cards);
 //! - **adapters**: [`kafka`] (pipeline, checkpoint, restore, client, telemetry), [`metrics`],
 //!   [`http`], [`api`] (the lookup API), `model::reload`;
-//! - **tools**: [`history`] (events from JSONL, CSV and Parquet files), [`replay`], [`synth`],
-//!   [`demo`], [`loadgen`];
+//! - **tools**: [`history`] (events from JSONL, CSV and Parquet files), [`replay`],
+//!   [`score_table`] (every user's view at a date), [`synth`], [`demo`], [`loadgen`];
 //! - the command line lives in the binary (`src/main.rs`, `src/cli/`), not in this library.
 //!
 //! Everything between the source and the sink (event → features → model → alert) is pure and
@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod replay;
+pub mod score_table;
 pub mod scoring;
 pub mod spans;
 pub mod synth;

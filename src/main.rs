@@ -21,6 +21,7 @@ fn main() -> Result<()> {
         Command::Replay(args) => cli::replay::run(&args),
         Command::Train(args) => cli::train::run(&args),
         Command::Evaluate(args) => cli::evaluate::run(&args),
+        Command::Score(args) => cli::score::run(&args),
         Command::Synth(args) => cli::synth::run(&args),
         Command::Loadgen(args) => cli::loadgen::run(&args),
         Command::CheckMapping(args) => cli::check_mapping::run(&args),

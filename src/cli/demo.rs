@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use clap::Args;
 
-use super::input::WindowArgs;
+use super::engine_args::WindowArgs;
 
 /// `churnguard demo`.
 #[derive(Debug, Clone, Args)]

@@ -1,11 +1,9 @@
-//! Flags that say how input records are read and what the engine makes of them: the event
-//! mapping and the sliding windows shared by the service and the offline tools, and
-//! `check-mapping`, which shows what a mapping makes of a sample. Kept apart from `args` so the
-//! commands that read events share one definition.
+//! Flags that say how input records are read: the event mapping shared by the service and the
+//! offline tools, and `check-mapping`, which shows what a mapping makes of a sample. Kept apart
+//! from `args` so the commands that read events share one definition.
 
 use std::path::PathBuf;
 
-use churnguard::features::Windows;
 use clap::Args;
 
 /// `--event-mapping`: how input records become events, for the service and the offline tools
@@ -60,26 +58,4 @@ pub struct CheckMappingArgs {
     /// How many records to show one by one before the histogram.
     #[arg(long, default_value_t = 20)]
     pub show: usize,
-}
-
-/// The sliding windows, shared by every command that runs the engine: a model only scores
-/// under the windows it was trained with, so train, evaluate, replay and run take the same flag.
-#[derive(Debug, Clone, Args)]
-pub struct WindowArgs {
-    /// Sliding-window horizons in days, ascending: 1 to 4 distinct values in 1..=365. Feature
-    /// names follow them (e.g. 180 adds purchases_180d), so a model runs only under the windows
-    /// it was trained with; per-user memory grows with the longest (at least 90 days are kept
-    /// for the fixed 30-vs-60-day trends).
-    #[arg(
-        long,
-        env = "CHURNGUARD_WINDOWS",
-        default_value = "7,30,90",
-        value_parser = parse_windows
-    )]
-    pub windows: Windows,
-}
-
-/// Parses `--windows` (clap shows the message after the offending value).
-pub fn parse_windows(text: &str) -> Result<Windows, String> {
-    text.parse::<Windows>().map_err(|e| e.to_string())
 }

@@ -10,11 +10,13 @@ pub mod args;
 pub mod backfill;
 pub mod check_mapping;
 pub mod demo;
+pub mod engine_args;
 pub mod evaluate;
 pub mod input;
 pub mod loadgen;
 pub mod replay;
 pub mod run;
+pub mod score;
 pub mod synth;
 pub mod train;
 
@@ -49,6 +51,35 @@ pub fn load_checked(
     eprint!("{}", loaded.refusal_summary());
     loaded.check_refusals(refusals.max_refused_fraction)?;
     Ok(loaded)
+}
+
+/// The model and the history of a command that drives the engine from files (`replay`,
+/// `score`): the model `--model` names, loaded for the engine's windows, then the events as
+/// [`load_checked`] reads them, with the engine's future-skew bound against the wall clock.
+pub fn model_and_history(
+    model: &std::path::Path,
+    events: &[std::path::PathBuf],
+    engine: &args::EngineArgs,
+    mapping: &args::MappingArgs,
+    refusals: &RefusalArgs,
+) -> anyhow::Result<(
+    std::sync::Arc<churnguard::model::Model>,
+    churnguard::history::LoadedEvents,
+)> {
+    use anyhow::Context;
+    let model = churnguard::model::Model::load_for(
+        &churnguard::model::locate::resolve_model_path(model)?,
+        engine.window.windows,
+    )
+    .context("cannot load the model")?;
+    let loaded = load_checked(
+        events,
+        &mapping.decoder()?,
+        chrono::Utc::now().timestamp_millis(),
+        engine.max_future_skew(),
+        refusals,
+    )?;
+    Ok((std::sync::Arc::new(model), loaded))
 }
 
 /// Logs to stderr (stdout carries command output such as alerts and reports), filtered by

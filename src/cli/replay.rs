@@ -3,12 +3,9 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use churnguard::engine::Engine;
-use churnguard::model::locate::resolve_model_path;
-use churnguard::model::Model;
 use churnguard::replay;
 use churnguard::time::parse_instant;
 
@@ -16,18 +13,11 @@ use super::args::ReplayArgs;
 
 /// Replays `--events` through the engine and reports what it decided.
 pub fn run(args: &ReplayArgs) -> Result<()> {
-    let model = Arc::new(
-        Model::load_for(
-            &resolve_model_path(&args.model)?,
-            args.engine.window.windows,
-        )
-        .context("cannot load the model")?,
-    );
-    let loaded = super::load_checked(
+    let (model, loaded) = super::model_and_history(
+        &args.model,
         &args.events,
-        &args.mapping.decoder()?,
-        chrono::Utc::now().timestamp_millis(),
-        args.engine.max_future_skew(),
+        &args.engine,
+        &args.mapping,
         &args.refusals,
     )?;
     let until = args
