@@ -126,7 +126,6 @@ fn main() {
             None,
             ApiMetrics::register(&registry),
         )
-        .await
         .expect("serve the API");
         let base = format!("http://{}", server.addr);
         let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -165,7 +164,7 @@ fn main() {
             ok += o;
             missing += m;
         }
-        server.task.abort();
+        server.stop();
         (ok + missing, all, (ok, missing))
     });
     let mut latencies = latencies;

@@ -208,7 +208,7 @@ pub async fn run(demo: DemoConfig, mut shutdown: watch::Receiver<bool>) -> Resul
     let _ = printer.await;
     server.task.abort();
     if let Some(api) = api {
-        api.task.abort();
+        api.stop();
     }
     drop(producer);
     print_summary(&report, started, &users);
@@ -254,8 +254,7 @@ async fn serve_api(
         Arc::clone(state_view) as Arc<dyn crate::api::LocalLookup>,
         None,
         ApiMetrics::register(&metrics.registry),
-    )
-    .await?;
+    )?;
     // A user who goes quiet in the synthetic history: the most interesting first lookup.
     let example = users
         .iter()

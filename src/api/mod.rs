@@ -102,17 +102,41 @@ pub(crate) struct App {
     client: reqwest::Client,
 }
 
-/// A running API server.
+/// A running API server, on a thread and runtime of its own: lookups wake that thread, never
+/// the pipeline's, so a lookup load does not reschedule the pipeline's work.
 pub struct ApiServer {
     pub addr: SocketAddr,
-    pub task: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ApiServer {
+    /// Stops accepting, lets requests in flight finish, and waits for the thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
 }
 
 /// The header a member sets when it asks another: answer from your own state only.
 pub const FORWARDED: &str = "x-churnguard-forwarded";
 
-/// Binds `config.addr` and serves until the task is aborted.
-pub async fn serve(
+/// Binds `config.addr` and serves on a thread of its own until [`ApiServer::stop`] (or drop).
+pub fn serve(
     config: ApiConfig,
     tokens: Arc<Tokens>,
     local: Arc<dyn LocalLookup>,
@@ -125,16 +149,17 @@ pub async fn serve(
         .pool_max_idle_per_host(8)
         .build()
         .map_err(|e| ApiError::Client(e.to_string()))?;
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .map_err(|source| ApiError::Bind {
-            addr: config.addr,
-            source,
-        })?;
+    let listener = std::net::TcpListener::bind(config.addr).map_err(|source| ApiError::Bind {
+        addr: config.addr,
+        source,
+    })?;
     let addr = listener.local_addr().map_err(|source| ApiError::Bind {
         addr: config.addr,
         source,
     })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ApiError::Bind { addr, source })?;
     let app = Arc::new(App {
         slots: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
         config,
@@ -150,13 +175,37 @@ pub async fn serve(
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(Arc::clone(&app), guard))
         .with_state(Arc::clone(&app));
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "lookup API stopped");
-        }
-    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ApiError::Bind { addr, source })?;
+    let thread = std::thread::Builder::new()
+        .name("lookup-api".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "lookup API cannot listen");
+                        return;
+                    }
+                };
+                let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "lookup API stopped");
+                }
+            });
+        })
+        .map_err(|source| ApiError::Bind { addr, source })?;
     tracing::info!(%addr, "serving the lookup API on /v1/users");
-    Ok(ApiServer { addr, task })
+    Ok(ApiServer {
+        addr,
+        stop: Some(stop),
+        thread: Some(thread),
+    })
 }
 
 /// A JSON response.

@@ -59,7 +59,7 @@ pub struct RunningApi {
 impl RunningApi {
     /// Stops serving and leaves the member directory (a tombstone, so no member keeps asking).
     pub async fn stop(self) {
-        self.server.task.abort();
+        self.server.stop();
         for t in self.tasks {
             t.abort();
         }
@@ -148,8 +148,7 @@ pub async fn start(
         Arc::clone(view) as Arc<dyn api::LocalLookup>,
         Some(peers),
         ApiMetrics::register(&metrics.registry),
-    )
-    .await?;
+    )?;
     tracing::info!(addr = %server.addr, advertised = %url, directory = %topic, "lookup API started");
     Ok(Some(RunningApi {
         server,
