@@ -8,7 +8,7 @@
 //! Every request needs a bearer token ([`auth`]); user ids are checked before any lookup
 //! ([`user_id`]); requests are bounded in number and time so the API cannot starve the
 //! pipeline. The state lives in the member that owns the user's partition: an instance
-//! answers from its own state or asks the other members ([`resolve`]), and says 503 with
+//! answers from its own state or asks the other members (`resolve`), and says 503 with
 //! `Retry-After` while the answer could be wrong (a rebalance, a restore, a member
 //! unreachable) rather than a wrong or empty one. The API knows nothing of Kafka: the state
 //! and the members are reached through [`LocalLookup`] and [`Peers`].

@@ -5,7 +5,7 @@
 //! A row is queued when a scoring (event or timer) finds the user's band, stage, tier or
 //! recommended action (with its channel) different from what this engine last queued for them;
 //! a tombstone when the user is erased or evicted. What the policy makes of the user comes from
-//! [`super::alerting::advise`], the code an alert and [`super::Engine::describe`] use, so a row
+//! `alerting::advise`, the code an alert and [`super::Engine::describe`] use, so a row
 //! never disagrees with a lookup at the same instant.
 //!
 //! The per-user cost is a 16-bit marker of the last row queued in the user's slot. The marker is
