@@ -114,7 +114,9 @@ impl MemberDirectory {
                 // Assigned, never subscribed or committed: the group id is only required.
                 ("group.id", "churnguard-members"),
                 ("enable.auto.commit", "false"),
-                ("fetch.wait.max.ms", "100"),
+                // The directory changes at rebalances: a long fetch wait keeps this reader from
+                // costing the brokers (and this process) a fetch every few milliseconds.
+                ("fetch.wait.max.ms", "1000"),
             ],
             options,
         )
