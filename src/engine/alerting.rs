@@ -73,14 +73,7 @@ pub(super) fn build_alert(inputs: &AlertInputs<'_>) -> WinbackAlert {
         policy,
         advice,
     } = inputs;
-    let used = model
-        .input_names()
-        .into_iter()
-        .filter_map(|name| {
-            let v = features.get(name)?;
-            Some((name.to_string(), serde_json::json!(alert::round4(v))))
-        })
-        .collect();
+    let used = model_inputs(model, features);
     WinbackAlert {
         schema_version: ALERT_SCHEMA_VERSION,
         alert_id: AlertId::derive(user_id, model.version(), state.last_activity_ms()),
@@ -98,11 +91,31 @@ pub(super) fn build_alert(inputs: &AlertInputs<'_>) -> WinbackAlert {
         channel: advice.rule.channel.clone(),
         experiment_arm: policy.experiment_arm(user_id),
         expires_at: alert::rfc3339(now + i64::from(policy.expires_after_days()) * DAY_MS),
-        reasons: model
-            .top_reasons(features, top_reasons)
-            .iter()
-            .map(Reason::from)
-            .collect(),
+        reasons: reasons(model, features, top_reasons),
         features: used,
     }
+}
+
+/// Every input of `model` with its value, as an alert and a lookup carry them.
+pub(super) fn model_inputs(
+    model: &dyn Scorer,
+    features: &FeatureVector,
+) -> serde_json::Map<String, serde_json::Value> {
+    model
+        .input_names()
+        .into_iter()
+        .filter_map(|name| {
+            let v = features.get(name)?;
+            Some((name.to_string(), serde_json::json!(alert::round4(v))))
+        })
+        .collect()
+}
+
+/// The `k` features that pushed the score up most.
+pub(super) fn reasons(model: &dyn Scorer, features: &FeatureVector, k: usize) -> Vec<Reason> {
+    model
+        .top_reasons(features, k)
+        .iter()
+        .map(Reason::from)
+        .collect()
 }

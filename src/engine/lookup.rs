@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::alerting::advise;
+use super::alerting::{advise, model_inputs, reasons};
 use super::Engine;
 use crate::alert::{self, AlertDecision, AlertId, Reason};
 use crate::features::{DayBucket, Stage, UserState};
@@ -189,19 +189,8 @@ impl Engine {
         view.recommended_action = Some(advice.rule.action.clone());
         view.channel = Some(advice.rule.channel.clone());
         view.decision = decision;
-        view.reasons = model
-            .top_reasons(&features, self.config.top_reasons)
-            .iter()
-            .map(Reason::from)
-            .collect();
-        view.features = model
-            .input_names()
-            .into_iter()
-            .filter_map(|name| {
-                let v = features.get(name)?;
-                Some((name.to_string(), serde_json::json!(alert::round4(v))))
-            })
-            .collect();
+        view.reasons = reasons(&**model, &features, self.config.top_reasons);
+        view.features = model_inputs(&**model, &features);
         Some(view)
     }
 
