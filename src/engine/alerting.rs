@@ -101,12 +101,25 @@ pub(super) fn model_inputs(
     model: &dyn Scorer,
     features: &FeatureVector,
 ) -> serde_json::Map<String, serde_json::Value> {
+    let names = features.layout().names();
+    // Models list their inputs in the layout's order as a rule, so each name is looked for at
+    // the position after the previous one first: one comparison per input instead of a search
+    // through every feature name (an alert carries every input).
+    let mut next = 0;
     model
         .input_names()
         .into_iter()
         .filter_map(|name| {
-            let v = features.get(name)?;
-            Some((name.to_string(), serde_json::json!(alert::round4(v))))
+            let at = if names.get(next) == Some(&name) {
+                next
+            } else {
+                names.iter().position(|n| *n == name)?
+            };
+            next = at + 1;
+            Some((
+                name.to_string(),
+                serde_json::json!(alert::round4(features.values[at])),
+            ))
         })
         .collect()
 }

@@ -352,7 +352,7 @@ impl Engine {
                 .as_ref()
                 .map(|s| s.state.window_totals(now, self.layout));
             if let Some(totals) = totals {
-                self.schedule(idx, now, &totals, Trigger::Event);
+                self.schedule(idx, now, &totals, None, Trigger::Event);
             }
         }
         self.clock = self.clock.max(now);

@@ -29,6 +29,7 @@ mod lookup;
 #[cfg(test)]
 mod lookup_tests;
 mod outcome;
+mod schedule;
 pub mod table;
 #[cfg(test)]
 mod table_tests;
@@ -38,10 +39,12 @@ pub mod changelog;
 #[cfg(test)]
 mod limits_tests;
 mod timers;
+mod user_id;
 use changelog::ChangeSet;
 use outcome::PendingOutcome;
 pub use table::{ScoreRow, TableChange};
 use timers::TimerQueue;
+use user_id::UserId;
 
 /// Tunables of the core, independent of where events come from.
 #[derive(Debug, Clone)]
@@ -142,7 +145,7 @@ pub struct EngineCounters {
 /// One tracked user. The id lives here only; the index holds slot numbers and hashes ids
 /// through the slots, so each id is stored once.
 struct Slot {
-    user_id: Box<str>,
+    user_id: UserId,
     state: UserState,
     /// The user's true next check (whole seconds since the epoch; 0 = none).
     deadline: u32,
@@ -228,11 +231,12 @@ impl Engine {
         out.append(&mut self.outcome_events);
     }
 
-    /// Approximate heap bytes by part (benchmarks): slot table, user ids, packed days, index,
+    /// Approximate heap bytes by part (benchmarks): slot table, user ids (those too long to sit
+    /// in their slot), packed days, index,
     /// timer queue, pending outcomes.
     pub fn memory_breakdown(&self) -> [(&'static str, usize); 6] {
         let live = self.slots.iter().flatten();
-        let ids: usize = live.clone().map(|s| s.user_id.len()).sum();
+        let ids: usize = live.clone().map(|s| s.user_id.heap_bytes()).sum();
         let days: usize = live.map(|s| s.state.windows().heap_bytes()).sum();
         [
             (
@@ -311,7 +315,7 @@ impl Engine {
             .find(hash, |&i| {
                 slots[i as usize]
                     .as_ref()
-                    .is_some_and(|s| &*s.user_id == user_id)
+                    .is_some_and(|s| s.user_id.is(user_id))
             })
             .copied()
     }
@@ -429,7 +433,7 @@ impl Engine {
             } else {
                 None
             };
-        self.schedule(idx, now, &totals, Trigger::Event);
+        self.schedule(idx, now, &totals, None, Trigger::Event);
         Ok(Applied::Updated { scored })
     }
 
@@ -489,10 +493,18 @@ impl Engine {
             }
             fired += 1;
             self.update_stage(idx, &totals, at);
-            if let Some(s) = self.score(idx, &totals, at, Trigger::Timer) {
-                out.push(s);
+            // Computed once for the scoring and the scheduler's silence bound, which both read
+            // the features at `at` (scoring changes no input of them).
+            let features = self
+                .model
+                .is_some()
+                .then(|| slot_features(&self.slots, idx, &totals, at));
+            if let Some(features) = &features {
+                if let Some(s) = self.score_features(idx, features, at, Trigger::Timer) {
+                    out.push(s);
+                }
             }
-            self.schedule(idx, at, &totals, Trigger::Timer);
+            self.schedule(idx, at, &totals, features.as_ref(), Trigger::Timer);
         }
         fired
     }
@@ -518,9 +530,22 @@ impl Engine {
         now: Millis,
         trigger: Trigger,
     ) -> Option<Scored> {
+        self.model.as_ref()?;
+        let features = slot_features(&self.slots, idx, totals, now);
+        self.score_features(idx, &features, now, trigger)
+    }
+
+    /// [`Engine::score`] with the user's features at `now` already computed.
+    fn score_features(
+        &mut self,
+        idx: u32,
+        features: &FeatureVector,
+        now: Millis,
+        trigger: Trigger,
+    ) -> Option<Scored> {
         let model = self.model.clone()?;
         let slot = self.slots[idx as usize].as_mut()?;
-        let features = slot.state.features_with(totals, now);
+        let features = *features;
         let score = model.score(&features);
         slot.state
             .mark_scored(crate::features::window::day_of(now) as u16);
@@ -598,88 +623,6 @@ impl Engine {
         })
     }
 
-    /// Next check, derived from state alone (so a restored state re-creates it): the earliest of
-    /// the next lifecycle threshold the silence will cross, the point where the user's own
-    /// purchase cycle is overdue, the next periodic re-score (until alerted this episode), and
-    /// eviction.
-    /// `totals` are the user's window totals at `now` (already computed by the caller).
-    fn schedule(&mut self, idx: u32, now: Millis, totals: &Totals, trigger: Trigger) {
-        let Some(slot) = self.slots[idx as usize].as_mut() else {
-            return;
-        };
-        let state = &slot.state;
-        let last_activity = state.last_activity_ms();
-        let eviction = last_activity
-            .saturating_add(self.config.retention)
-            .saturating_add(1);
-        let mut next = eviction;
-        if let Some(d) = self
-            .config
-            .lifecycle
-            .silence_deadlines(state.silence_start())
-            .into_iter()
-            .find(|d| *d > now)
-        {
-            next = next.min(d);
-        }
-        if let Some(cycle) = state.purchase_cycle_days() {
-            let overdue = state.last_purchase().millis()
-                + (cycle.max(1.0) * self.config.cycle_overdue_factor * DAY_MS as f64) as Millis;
-            if overdue > now {
-                next = next.min(overdue);
-            }
-        }
-        if let Some(p) = self.outcomes.get(&idx) {
-            next = next.min(p.window_end.max(now));
-        }
-        if let Some(model) = self
-            .model
-            .as_ref()
-            .filter(|_| !state.alerted_this_episode())
-        {
-            let silence = (now - last_activity).max(0) as f64;
-            let step = (silence * self.config.rescore_growth) as Millis;
-            let periodic = now
-                .saturating_add(step.max(self.config.rescore_interval))
-                .max(last_activity.saturating_add(self.config.rescore_after));
-            // Only from timers: after an event the first periodic check is a week away anyway,
-            // and proving the skip costs two feature computations.
-            if periodic < next && trigger == Trigger::Timer {
-                // Skip the periodic re-scorings up to the next structural deadline (or half way)
-                // when no instant before it can reach the threshold: the score of a silent user
-                // is bounded by the features at both ends (see `Scorer::silent_score_bound`).
-                let start = state.features_with(totals, now);
-                let safe_until = |until: Millis| {
-                    model
-                        .silent_score_bound(&start, &state.features(until, totals.layout()))
-                        .is_some_and(|p| p < model.threshold())
-                };
-                let half = now + (next - now) / 2;
-                next = if safe_until(next) {
-                    next
-                } else if half > periodic && safe_until(half) {
-                    half
-                } else {
-                    periodic
-                };
-            }
-        }
-        // A timer firing at `now` re-queues strictly later, or it would be due again at once.
-        let earliest = match trigger {
-            Trigger::Timer => now.saturating_add(1),
-            Trigger::Event => now,
-        };
-        let Some(due) = ceil_secs(next.max(earliest)) else {
-            slot.deadline = 0;
-            return;
-        };
-        slot.deadline = due;
-        if slot.queued == 0 || due < slot.queued {
-            slot.queued = due;
-            self.timers.push(due, idx);
-        }
-    }
-
     /// The user's slot, creating it if needed (`true` = newly created).
     fn slot_for(&mut self, user_id: &str) -> (u32, bool) {
         let hash = self.hasher.hash_one(user_id);
@@ -693,12 +636,12 @@ impl Engine {
         if let Some(&idx) = index.find(hash, |&i| {
             slots[i as usize]
                 .as_ref()
-                .is_some_and(|s| &*s.user_id == user_id)
+                .is_some_and(|s| s.user_id.is(user_id))
         }) {
             return (idx, false);
         }
         let slot = Slot {
-            user_id: user_id.into(),
+            user_id: UserId::new(user_id),
             state: UserState::default(),
             deadline: 0,
             queued: 0,
@@ -728,7 +671,10 @@ impl Engine {
 
     /// Removes a user, recording the removal for the changelog.
     fn remove(&mut self, idx: u32) {
-        let Some(user_id) = self.slots[idx as usize].as_ref().map(|s| s.user_id.clone()) else {
+        let Some(user_id) = self.slots[idx as usize]
+            .as_ref()
+            .map(|s| Box::<str>::from(&*s.user_id))
+        else {
             return;
         };
         self.table_tombstone(&user_id);
@@ -776,6 +722,15 @@ impl Engine {
                 false
             }
         }
+    }
+}
+
+/// The features of the user in slot `idx` at `now`, from their window totals at `now`; zeros
+/// for a free slot (never asked for: callers hold a live slot).
+fn slot_features(slots: &[Option<Slot>], idx: u32, totals: &Totals, now: Millis) -> FeatureVector {
+    match slots[idx as usize].as_ref() {
+        Some(slot) => slot.state.features_with(totals, now),
+        None => FeatureVector::zeros(totals.layout()),
     }
 }
 

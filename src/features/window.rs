@@ -301,9 +301,23 @@ fn put_varint(out: &mut Vec<u8>, mut v: u32) {
     out.push(v as u8);
 }
 
+/// Bytes [`put_varint`] writes for `v`.
+fn varint_len(v: u32) -> usize {
+    (32 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
 /// Reads a varint at `*pos`, advancing it. The bytes were written by [`put_varint`], so a
 /// truncated varint cannot occur; a corrupt one ends at the buffer's end rather than panicking.
+#[inline]
 fn get_varint(buf: &[u8], pos: &mut usize) -> u32 {
+    // Most values (day deltas, masks, daily counts) fit one byte: every scoring decodes a
+    // user's packed days, so that case skips the loop.
+    if let Some(&b) = buf.get(*pos) {
+        if b < 0x80 {
+            *pos += 1;
+            return u32::from(b);
+        }
+    }
     let mut v = 0u32;
     let mut shift = 0;
     while let Some(&b) = buf.get(*pos) {
@@ -350,6 +364,22 @@ impl DayBucket {
         }
     }
 
+    /// Bytes [`DayBucket::pack`] writes.
+    fn packed_len(&self, delta: u16) -> usize {
+        let fields = self.fields();
+        let mask = fields
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v != 0)
+            .fold(0u32, |m, (i, _)| m | 1 << i);
+        varint_len(u32::from(delta))
+            + varint_len(mask)
+            + fields
+                .iter()
+                .map(|v| if *v != 0 { varint_len(*v) } else { 0 })
+                .sum::<usize>()
+    }
+
     fn pack(&self, delta: u16, out: &mut Vec<u8>) {
         let fields = self.fields();
         let mask = fields
@@ -386,10 +416,11 @@ impl Iterator for Packed<'_> {
             .saturating_add(u16::try_from(delta).unwrap_or(u16::MAX));
         let mask = get_varint(self.buf, &mut self.pos);
         let mut f = [0u32; FIELDS];
-        for (i, v) in f.iter_mut().enumerate() {
-            if mask & (1 << i) != 0 {
-                *v = get_varint(self.buf, &mut self.pos);
-            }
+        // The set bits only, in ascending order (a typical day has two or three).
+        let mut bits = mask & ((1 << FIELDS) - 1);
+        while bits != 0 {
+            f[bits.trailing_zeros() as usize] = get_varint(self.buf, &mut self.pos);
+            bits &= bits - 1;
         }
         Some((start, DayBucket::from_fields(self.day, f)))
     }
@@ -505,10 +536,9 @@ impl DayWindows {
         } else {
             self.hot.day - self.last_packed_day
         };
-        let mut record = Vec::with_capacity(16);
-        self.hot.pack(delta, &mut record);
-        out.reserve_exact(record.len());
-        out.extend_from_slice(&record);
+        // Grown once, by exactly the record's length, without a scratch buffer on the heap.
+        out.reserve_exact(self.hot.packed_len(delta));
+        self.hot.pack(delta, &mut out);
         self.packed = out.into_boxed_slice();
         self.last_packed_day = self.hot.day;
     }

@@ -270,3 +270,36 @@ proptest! {
         prop_assert!(pruned.buckets().all(|b| u32::from(b.day) + 90 > today));
     }
 }
+
+/// Records are grown by exactly their length: the precomputed length must match what is written.
+#[test]
+fn packed_length_is_what_pack_writes() {
+    for v in [
+        0,
+        1,
+        127,
+        128,
+        16_383,
+        16_384,
+        2_097_151,
+        2_097_152,
+        u32::MAX,
+    ] {
+        let mut out = Vec::new();
+        put_varint(&mut out, v);
+        assert_eq!(varint_len(v), out.len(), "{v}");
+    }
+    let b = DayBucket {
+        day: 9,
+        events: 300,
+        spend_cents: 4_250_000,
+        page_views: 200,
+        purchases: 1,
+        ..DayBucket::default()
+    };
+    for delta in [0, 5, 200, u16::MAX] {
+        let mut out = Vec::new();
+        b.pack(delta, &mut out);
+        assert_eq!(b.packed_len(delta), out.len(), "delta {delta}");
+    }
+}
