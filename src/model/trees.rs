@@ -110,24 +110,32 @@ pub struct Boosted {
 }
 
 /// The trees as one flat node array for scoring: no per-tree indirection, no allocation.
+///
+/// A leaf points to itself on both sides (and reads input 0), so every tree can be walked a
+/// fixed `depth` steps without a branch on "is this a leaf"; [`Boosted::logit`] walks
+/// [`LANES`] trees side by side, whose loads do not wait for one another.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Compiled {
     nodes: Vec<Node>,
     /// Index of each tree's root in `nodes`.
     roots: Vec<u32>,
+    /// Splits on the longest root-to-leaf path of any tree.
+    depth: usize,
 }
 
-/// A node ready to score. A leaf has `feature == LEAF`.
+/// A node ready to score.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Node {
     feature: u32,
     left: u32,
     right: u32,
+    leaf: bool,
     threshold: f64,
     value: f64,
 }
 
-const LEAF: u32 = u32::MAX;
+/// Trees walked side by side.
+const LANES: usize = 4;
 
 impl Boosted {
     /// Builds and validates an ensemble over `n_features` model inputs.
@@ -152,8 +160,8 @@ impl Boosted {
         if !self.base_score.is_finite() || !self.learning_rate.is_finite() {
             return Err("non-finite base_score or learning_rate".into());
         }
-        if self.trees.is_empty() {
-            return Err("the ensemble has no trees".into());
+        if self.trees.is_empty() || n_features == 0 {
+            return Err("the ensemble has no trees or no inputs".into());
         }
         let mut c = Compiled::default();
         for (t, tree) in self.trees.iter().enumerate() {
@@ -161,36 +169,64 @@ impl Boosted {
             let offset = u32::try_from(c.nodes.len())
                 .map_err(|_| "too many nodes in the ensemble".to_string())?;
             c.roots.push(offset);
+            let mut depth = vec![0usize; tree.len()];
             for i in 0..tree.len() {
                 let leaf = tree.feature[i] == -1;
+                let own = offset + i as u32;
                 c.nodes.push(Node {
-                    feature: if leaf { LEAF } else { tree.feature[i] as u32 },
-                    left: offset + tree.left[i],
-                    right: offset + tree.right[i],
+                    feature: if leaf { 0 } else { tree.feature[i] as u32 },
+                    left: if leaf { own } else { offset + tree.left[i] },
+                    right: if leaf { own } else { offset + tree.right[i] },
+                    leaf,
                     threshold: tree.threshold[i],
                     value: tree.value[i],
                 });
+                if !leaf {
+                    // Children come after their parent, so the parent's depth is known.
+                    for child in [tree.left[i], tree.right[i]] {
+                        depth[child as usize] = depth[i] + 1;
+                    }
+                }
             }
+            c.depth = c.depth.max(depth.into_iter().max().unwrap_or(0));
         }
         self.compiled = c;
         Ok(())
     }
 
-    /// Log-odds for standardised inputs `x` (model input order). No allocation.
+    /// Log-odds for standardised inputs `x` (model input order). No allocation. The leaf
+    /// values are added in tree order, as the fit added them, so the result is the fit's to
+    /// the bit.
     pub fn logit(&self, x: &[f64]) -> f64 {
-        let nodes = &self.compiled.nodes;
-        let mut z = self.base_score;
-        for &root in &self.compiled.roots {
-            let mut n = nodes[root as usize];
-            while n.feature != LEAF {
-                let next = if x[n.feature as usize] <= n.threshold {
-                    n.left
-                } else {
-                    n.right
-                };
-                n = nodes[next as usize];
+        let c = &self.compiled;
+        let step = |i: u32| {
+            let n = &c.nodes[i as usize];
+            if x[n.feature as usize] <= n.threshold {
+                n.left
+            } else {
+                n.right
             }
-            z += n.value;
+        };
+        let mut z = self.base_score;
+        let mut lanes = c.roots.chunks_exact(LANES);
+        for roots in &mut lanes {
+            let mut at = [0u32; LANES];
+            at.copy_from_slice(roots);
+            for _ in 0..c.depth {
+                for a in &mut at {
+                    *a = step(*a);
+                }
+            }
+            for a in at {
+                z += c.nodes[a as usize].value;
+            }
+        }
+        for &root in lanes.remainder() {
+            let mut a = root;
+            for _ in 0..c.depth {
+                a = step(a);
+            }
+            z += c.nodes[a as usize].value;
         }
         z
     }
@@ -212,7 +248,7 @@ impl Boosted {
         let nodes = &self.compiled.nodes;
         for &root in &self.compiled.roots {
             let mut n = nodes[root as usize];
-            while n.feature != LEAF {
+            while !n.leaf {
                 let next = if x[n.feature as usize] <= n.threshold {
                     n.left
                 } else {
