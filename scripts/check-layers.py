@@ -45,6 +45,7 @@ MODULES = {
     "mapping": "core",
     "mapping::avro": "core",
     "model": "core",
+    "model::boost": "training",
     "model::card": "training",
     "model::evaluate": "training",
     "model::dataset": "training",

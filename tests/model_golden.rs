@@ -12,8 +12,20 @@ use churnguard::model::Model;
 
 /// Per committed model: the file, its stored version (what alert ids derive from), the version
 /// its content hashes to, and its scores of [`busy_user`] and [`quiet_user`]. The stored and the
-/// recomputed versions differ for every committed file; both must stay as they are.
-const GOLDEN: [Golden; 4] = [
+/// recomputed versions differ for every file committed before the typed record; both must stay
+/// as they are. The gradient-boosted models (`cdnow-gbm`, `churn-gbm`) differ for another
+/// reason: serde_json's default float parser is not correctly rounded for every input, so a
+/// few of their thousands of leaf values come back one ulp off after a load and hash
+/// differently; scores stay within 1e-12 (`src/model/gbm_tests.rs`), alert ids use the stored
+/// version.
+const GOLDEN: [Golden; 6] = [
+    Golden {
+        file: "cdnow-gbm.json",
+        stored: "sha256:b6af2754fa35e37a",
+        hashed: "sha256:ff88ad0241d557df",
+        busy: 0.7691856021822036,
+        quiet: 0.7828187597006684,
+    },
     Golden {
         file: "cdnow-lr-bgnbd.json",
         stored: "sha256:25bd0d68035f3289",
@@ -34,6 +46,13 @@ const GOLDEN: [Golden; 4] = [
         hashed: "sha256:226b66acf159d54f",
         busy: 0.2849634249526101,
         quiet: 0.578101797598029,
+    },
+    Golden {
+        file: "churn-gbm.json",
+        stored: "sha256:39ebaf4027f66882",
+        hashed: "sha256:b5ca53eeb2b45446",
+        busy: 0.07133964509258553,
+        quiet: 0.9842394119879802,
     },
     Golden {
         file: "churn-lr.json",

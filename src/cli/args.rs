@@ -208,6 +208,8 @@ pub enum KindArg {
     Lr,
     /// Random-forest regressor on 0/1 labels.
     Forest,
+    /// Gradient-boosted trees on logistic loss (churnguard's own fit and tree format).
+    Gbm,
 }
 
 impl From<KindArg> for churnguard::model::Kind {
@@ -215,6 +217,7 @@ impl From<KindArg> for churnguard::model::Kind {
         match kind {
             KindArg::Lr => churnguard::model::Kind::LogisticRegression,
             KindArg::Forest => churnguard::model::Kind::RandomForestRegressor,
+            KindArg::Gbm => churnguard::model::Kind::GradientBoostedTrees,
         }
     }
 }
@@ -271,15 +274,24 @@ pub struct TrainArgs {
     /// validation cutoff is honest; default: on the training rows).
     #[arg(long)]
     pub bgnbd_fit_at: Option<String>,
-    /// Trees in the forest.
-    #[arg(long, default_value_t = 100)]
-    pub trees: usize,
-    /// Maximum tree depth (forest).
-    #[arg(long, default_value_t = 6)]
-    pub max_depth: u16,
-    /// Minimum training rows in a leaf (forest).
+    /// Trees in the forest or the boosted ensemble (default: 100 for forest, 200 for gbm).
+    #[arg(long)]
+    pub trees: Option<usize>,
+    /// Maximum tree depth (default: 6 for forest, 3 for gbm).
+    #[arg(long)]
+    pub max_depth: Option<u16>,
+    /// Minimum training rows in a leaf (forest, gbm).
     #[arg(long, default_value_t = 50)]
     pub min_samples_leaf: usize,
+    /// Shrinkage of every boosted tree (gbm).
+    #[arg(long, default_value_t = 0.1)]
+    pub learning_rate: f64,
+    /// L2 regularisation λ of the boosted leaf values (gbm).
+    #[arg(long, default_value_t = 1.0)]
+    pub l2: f64,
+    /// Most histogram bins per input when searching splits (gbm, 2..=256).
+    #[arg(long, default_value_t = 256)]
+    pub max_bins: usize,
     /// Features tried per split (forest; default ⌊√features⌋).
     #[arg(long)]
     pub max_features: Option<usize>,

@@ -49,7 +49,7 @@ pub fn train_config(args: &TrainArgs) -> Result<train::TrainConfig> {
         features: (!args.features.is_empty()).then(|| args.features.clone()),
         bgnbd: bgnbd_config(args)?,
         windows: args.window.windows,
-        kind: model_kind(args),
+        kind: model_kind(args)?,
         spline_knots: args.spline_knots,
         threshold: match args.alert_budget {
             Some(pct) if pct > 0.0 && pct <= 100.0 => {
@@ -63,18 +63,34 @@ pub fn train_config(args: &TrainArgs) -> Result<train::TrainConfig> {
     })
 }
 
-/// The model family and its hyper-parameters.
-fn model_kind(args: &TrainArgs) -> train::ModelKind {
-    match Kind::from(args.kind) {
-        Kind::RandomForestRegressor => train::ModelKind::RandomForest(train::ForestParams {
-            n_trees: args.trees,
-            max_depth: args.max_depth,
-            min_samples_leaf: args.min_samples_leaf,
-            m: args.max_features,
-            seed: args.seed,
-        }),
+/// The model family and its hyper-parameters, or which one is out of range.
+fn model_kind(args: &TrainArgs) -> Result<train::ModelKind> {
+    Ok(match Kind::from(args.kind) {
+        Kind::RandomForestRegressor => {
+            let d = train::ForestParams::default();
+            train::ModelKind::RandomForest(train::ForestParams {
+                n_trees: args.trees.unwrap_or(d.n_trees),
+                max_depth: args.max_depth.unwrap_or(d.max_depth),
+                min_samples_leaf: args.min_samples_leaf,
+                m: args.max_features,
+                seed: args.seed,
+            })
+        }
+        Kind::GradientBoostedTrees => {
+            let d = train::GbmParams::default();
+            let p = train::GbmParams {
+                n_trees: args.trees.unwrap_or(d.n_trees),
+                max_depth: args.max_depth.unwrap_or(d.max_depth),
+                min_samples_leaf: args.min_samples_leaf,
+                learning_rate: args.learning_rate,
+                l2: args.l2,
+                max_bins: args.max_bins,
+            };
+            p.validate().map_err(anyhow::Error::msg)?;
+            train::ModelKind::Gbm(p)
+        }
         Kind::LogisticRegression => train::ModelKind::LogisticRegression { alpha: args.alpha },
-    }
+    })
 }
 
 /// BG/NBD inputs: on when asked for, or when one of their flags is given.

@@ -23,6 +23,7 @@ pub(super) fn silence_model() -> Arc<Model> {
         training: TrainingRecord::default(),
         forest: None,
         derived: None,
+        gbm: None,
     };
     Arc::new(Model::new(artifact, "test", crate::features::Windows::default()).unwrap())
 }

@@ -4,7 +4,8 @@
 //! The version hash is the alert ids' seed, so its definition is frozen: SHA-256 over the JSON of
 //! the artifact without its forest and derived transforms (fields in declaration order, the
 //! training record with sorted keys, `version` empty), then the forest's JSON when there is one,
-//! then `derived` and the derived transforms' JSON when there are some. Every committed artifact
+//! then `derived` and the derived transforms' JSON when there are some, then `gbm` and the
+//! boosted trees' JSON when there are some. Every committed artifact
 //! keeps its version under this code (see `tests/model_golden.rs`).
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use super::derived::DerivedSpec;
 use super::forest::Forest;
 use super::record::{serialize_sorted, TrainingRecord};
 use super::transform::Transform;
+use super::trees::Boosted;
 use crate::features::Windows;
 
 /// The artifact format, by what the file carries. Every format is read.
@@ -30,10 +32,13 @@ pub enum Format {
     /// Format 2 plus derived-input transforms under `derived`.
     #[serde(rename = "churnguard-model/3")]
     V3,
+    /// Gradient-boosted trees under `gbm`, with or without `derived`.
+    #[serde(rename = "churnguard-model/4")]
+    V4,
 }
 
 impl Format {
-    pub const ALL: [Format; 3] = [Format::V1, Format::V2, Format::V3];
+    pub const ALL: [Format; 4] = [Format::V1, Format::V2, Format::V3, Format::V4];
 
     /// The tag as written in files.
     pub fn as_str(self) -> &'static str {
@@ -41,6 +46,7 @@ impl Format {
             Format::V1 => "churnguard-model/1",
             Format::V2 => "churnguard-model/2",
             Format::V3 => "churnguard-model/3",
+            Format::V4 => "churnguard-model/4",
         }
     }
 
@@ -48,6 +54,7 @@ impl Format {
     /// the oldest that can carry it, so readers of older formats keep reading what they can.
     pub fn for_content(kind: Kind, derived: bool) -> Format {
         match (kind, derived) {
+            (Kind::GradientBoostedTrees, _) => Format::V4,
             (_, true) => Format::V3,
             (Kind::RandomForestRegressor, false) => Format::V2,
             (Kind::LogisticRegression, false) => Format::V1,
@@ -69,6 +76,8 @@ pub enum Kind {
     LogisticRegression,
     /// score = mean of the trees' leaf values (fitted on 0/1 labels); needs a forest.
     RandomForestRegressor,
+    /// score = sigmoid(base score + Σ trees' leaf values); needs `gbm` (format 4).
+    GradientBoostedTrees,
 }
 
 impl Kind {
@@ -77,6 +86,7 @@ impl Kind {
         match self {
             Kind::LogisticRegression => "logistic_regression",
             Kind::RandomForestRegressor => "random_forest_regressor",
+            Kind::GradientBoostedTrees => "gradient_boosted_trees",
         }
     }
 }
@@ -174,12 +184,15 @@ pub struct ModelArtifact {
     /// The trees of a forest (format 2 and later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forest: Option<Forest>,
-    /// Derived-input transforms (format 3).
+    /// Derived-input transforms (format 3, optional in format 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub derived: Option<DerivedSpec>,
+    /// Gradient-boosted trees (format 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gbm: Option<Boosted>,
 }
 
-/// The part of an artifact the first hash input covers: every key but `forest` and `derived`,
+/// The part of an artifact the first hash input covers: every key but `forest`, `derived` and `gbm`,
 /// in the order format 1 defined.
 #[derive(Serialize)]
 struct HashedFields<'a> {
@@ -228,6 +241,10 @@ impl ModelArtifact {
             h.update(b"derived");
             h.update(serde_json::to_vec(derived).unwrap_or_default());
         }
+        if let Some(gbm) = &self.gbm {
+            h.update(b"gbm");
+            h.update(serde_json::to_vec(gbm).unwrap_or_default());
+        }
         format!("sha256:{}", crate::hex_prefix(&h.finalize(), 8))
     }
 
@@ -251,8 +268,9 @@ impl ModelArtifact {
         serde_json::from_value(value).map_err(parse)
     }
 
-    /// Fills in the version and writes the artifact as pretty JSON: a forest's trees one per
-    /// line (pretty-printing every node would triple the file), derived transforms last.
+    /// Fills in the version and writes the artifact as pretty JSON: a forest's or an ensemble's
+    /// trees one per line (pretty-printing every node would triple the file), derived
+    /// transforms last.
     pub fn save(&mut self, path: &Path) -> Result<(), ModelError> {
         self.version = self.compute_version();
         let text = self.to_file_text();
@@ -266,11 +284,13 @@ impl ModelArtifact {
         let core = ModelArtifact {
             forest: None,
             derived: None,
+            gbm: None,
             ..self.clone()
         };
-        let mut text = match &self.forest {
-            None => serde_json::to_string_pretty(&core).unwrap_or_default(),
-            Some(f) => {
+        let one_per_line = |lines: Vec<String>| format!("[\n{}\n    ]", lines.join(",\n"));
+        let mut text = match (&self.forest, &self.gbm) {
+            (None, None) => serde_json::to_string_pretty(&core).unwrap_or_default(),
+            (Some(f), _) => {
                 let mut v = serde_json::to_value(&core).unwrap_or_default();
                 let lines: Vec<String> = f
                     .trees
@@ -280,7 +300,23 @@ impl ModelArtifact {
                 v["forest"] = serde_json::json!({ "trees": "@TREES@" });
                 serde_json::to_string_pretty(&v)
                     .unwrap_or_default()
-                    .replace("\"@TREES@\"", &format!("[\n{}\n    ]", lines.join(",\n")))
+                    .replace("\"@TREES@\"", &one_per_line(lines))
+            }
+            (None, Some(b)) => {
+                let mut v = serde_json::to_value(&core).unwrap_or_default();
+                let lines: Vec<String> = b
+                    .trees
+                    .iter()
+                    .map(|t| format!("      {}", serde_json::json!(t)))
+                    .collect();
+                v["gbm"] = serde_json::json!({
+                    "base_score": b.base_score,
+                    "learning_rate": b.learning_rate,
+                    "trees": "@TREES@",
+                });
+                serde_json::to_string_pretty(&v)
+                    .unwrap_or_default()
+                    .replace("\"@TREES@\"", &one_per_line(lines))
             }
         };
         if let Some(d) = &self.derived {

@@ -141,7 +141,8 @@ fn provenance(model: &Model, source: &str) -> String {
     out
 }
 
-/// The inputs: transform and standardisation, with coefficients or the forest's splits.
+/// The inputs: transform and standardisation, with coefficients or the trees' splits, and each
+/// input's importance.
 fn inputs_table(model: &Model) -> String {
     let a = model.artifact();
     let fit = a
@@ -158,38 +159,105 @@ fn inputs_table(model: &Model) -> String {
                  {} trees, {} nodes. Serving reproduces smartcore's predictions exactly (max \
                  difference on the training rows: {}). Alert reasons: logit(score) − logit(score \
                  with the feature at its training mean), in log-odds.\n\n\
-                 | feature | transform | mean | std | splits |\n| --- | --- | --- | --- | --- |\n",
+                 Importance: the feature's share of all splits.\n\n\
+                 | feature | transform | mean | std | splits | importance |\n\
+                 | --- | --- | --- | --- | --- | --- |\n",
                 model.forest().map_or(0, |f| f.trees.len()),
                 model.forest().map_or(0, |f| f.node_count()),
                 fit.and_then(|f| f.max_abs_difference_to_smartcore_predict)
                     .map_or_else(|| "unknown".into(), |d| format!("{d:?}")),
             ));
+            let total: usize = splits.map_or(0, |s| s.values().sum());
             for f in &a.features {
+                let n = splits.and_then(|s| s.get(&f.name));
                 out.push_str(&format!(
-                    "| {} | {:?} | {:.4} | {:.4} | {} |\n",
+                    "| {} | {:?} | {:.4} | {:.4} | {} | {} |\n",
                     f.name,
                     f.transform,
                     f.mean,
                     f.std,
-                    splits
-                        .and_then(|s| s.get(&f.name))
-                        .map_or_else(|| "null".into(), usize::to_string)
+                    n.map_or_else(|| "null".into(), usize::to_string),
+                    n.filter(|_| total > 0).map_or_else(
+                        || "null".into(),
+                        |&n| format!("{:.3}", n as f64 / total as f64)
+                    ),
                 ));
             }
         }
+        Kind::GradientBoostedTrees => out.push_str(&boosted_inputs(model)),
         Kind::LogisticRegression => {
+            // Importance: |coef| of the standardised input, as a share of the sum; a feature's
+            // spline terms are listed one by one.
+            let total: f64 = a.features.iter().map(|f| f.coef.abs()).sum();
             out.push_str(
-                "\n## Features (transform, standardisation, coefficient)\n\n\
-                 | feature | transform | mean | std | coef |\n| --- | --- | --- | --- | --- |\n",
+                "\n## Features (transform, standardisation, coefficient, importance)\n\n\
+                 Importance: |coef| of the standardised input as a share of the sum over all \
+                 inputs.\n\n\
+                 | feature | transform | mean | std | coef | importance |\n\
+                 | --- | --- | --- | --- | --- | --- |\n",
             );
             for f in &a.features {
                 out.push_str(&format!(
-                    "| {} | {:?} | {:.4} | {:.4} | {:+.4} |\n",
-                    f.name, f.transform, f.mean, f.std, f.coef
+                    "| {} | {:?} | {:.4} | {:.4} | {:+.4} | {:.3} |\n",
+                    f.name,
+                    f.transform,
+                    f.mean,
+                    f.std,
+                    f.coef,
+                    if total > 0.0 {
+                        f.coef.abs() / total
+                    } else {
+                        0.0
+                    }
                 ));
             }
             out.push_str(&format!("\nIntercept {:+.4}.\n", a.intercept));
         }
+    }
+    out
+}
+
+/// A boosted model's inputs with their splits and share of the split gain (the importance).
+fn boosted_inputs(model: &Model) -> String {
+    let a = model.artifact();
+    let fit = a
+        .training
+        .metrics
+        .as_ref()
+        .and_then(|m| m.training.as_ref());
+    let splits = fit.and_then(|f| f.splits_per_feature.as_ref());
+    let gain = fit.and_then(|f| f.gain_share_per_feature.as_ref());
+    let mut out = format!(
+        "\n## Inputs (transform, standardisation; splits and importance in the ensemble)\n\n\
+         {} trees, {} nodes, base score {:+.4} (log-odds), learning rate {}; fitted by \
+         churnguard's own gradient boosting and stored in its own tree format. Serving \
+         reproduces the fit's log-odds on every training row (max difference: {}). Importance: \
+         the input's share of the total split gain. Alert reasons: path attribution in \
+         log-odds; base value {:+.4} (the mean log-odds over the training rows) plus all \
+         reasons is the score's log-odds.\n\n\
+         | feature | transform | mean | std | splits | importance |\n\
+         | --- | --- | --- | --- | --- | --- |\n",
+        model.gbm().map_or(0, |g| g.trees.len()),
+        model.gbm().map_or(0, |g| g.node_count()),
+        model.gbm().map_or(f64::NAN, |g| g.base_score),
+        model.gbm().map_or(f64::NAN, |g| g.learning_rate),
+        fit.and_then(|f| f.max_abs_difference_to_fit)
+            .map_or_else(|| "unknown".into(), |d| format!("{d:?}")),
+        model.gbm().map_or(f64::NAN, |g| g.expected_logit()),
+    );
+    for f in &a.features {
+        out.push_str(&format!(
+            "| {} | {:?} | {:.4} | {:.4} | {} | {} |\n",
+            f.name,
+            f.transform,
+            f.mean,
+            f.std,
+            splits
+                .and_then(|s| s.get(&f.name))
+                .map_or_else(|| "null".into(), usize::to_string),
+            gain.and_then(|s| s.get(&f.name))
+                .map_or_else(|| "null".into(), |g| format!("{g:.3}")),
+        ));
     }
     out
 }

@@ -3,20 +3,45 @@
 //! Logistic regression: a reason is `coef × standardised value`. Forest: the *perturbation
 //! contribution*, logit(score) − logit(score with that one input set to its training mean), i.e.
 //! how many log-odds of risk this input's value adds compared with an average user — the same
-//! unit as the regression's reasons.
+//! unit as the regression's reasons. Boosted trees: path attribution (see [`super::trees`]):
+//! each split on the user's path through a tree credits its input with the change of the
+//! tree's expected value, so the base value (the mean log-odds over the training rows) plus all
+//! contributions is exactly the user's log-odds.
 
 use super::derived::input_name;
 use super::predict::{logit_of, Model};
 use crate::features::FeatureVector;
 use crate::scoring::Contribution;
 
+/// A boosted model's log-odds for one user, split into a base value and one contribution per
+/// model input (artifact feature order): `base + Σ contributions = logit`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribution {
+    pub base: f64,
+    pub contributions: Vec<f64>,
+}
+
 impl Model {
+    /// The path attribution of a boosted model's log-odds for `x`; `None` for other kinds.
+    pub fn attribution(&self, x: &FeatureVector) -> Option<Attribution> {
+        let gbm = self.artifact.gbm.as_ref()?;
+        let mut contributions = vec![0.0; self.indices.len()];
+        self.with_inputs(x, |inputs| gbm.contributions(inputs, &mut contributions));
+        Some(Attribution {
+            base: gbm.expected_logit(),
+            contributions,
+        })
+    }
+
     /// The `k` features that pushed this score up the most (positive contributions first), in
     /// log-odds. Logistic regression: `coef × standardised value`. Forest: logit(score) −
-    /// logit(score with the feature set to its training mean), see the module docs.
+    /// logit(score with the feature set to its training mean). Boosted trees: path
+    /// attribution. See the module docs.
     pub fn top_reasons(&self, x: &FeatureVector, k: usize) -> Vec<Contribution> {
-        let contributions: Vec<f64> = match &self.artifact.forest {
-            Some(forest) => {
+        let attribution = self.attribution(x);
+        let contributions: Vec<f64> = match (&self.artifact.forest, attribution) {
+            (_, Some(a)) => a.contributions,
+            (Some(forest), None) => {
                 let mut inputs = self.inputs(x);
                 let base = logit_of(forest.predict(&inputs));
                 (0..inputs.len())
@@ -29,7 +54,7 @@ impl Model {
                     })
                     .collect()
             }
-            None => {
+            (None, None) => {
                 let d = self.derived_values(x);
                 self.artifact
                     .features

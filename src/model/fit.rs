@@ -4,7 +4,9 @@
 //! Logistic regression: the probability comes from the stored coefficients (smartcore has no
 //! `predict_proba`), so the classes it implies at 0.5 must agree with smartcore's `predict`.
 //! Random forest: the trees are read out of smartcore (see [`super::forest`]) and must reproduce
-//! its predictions on every training row to 1e-9, or training fails.
+//! its predictions on every training row to 1e-9, or training fails. Boosted trees: fitted by
+//! [`super::boost`]; the stored ensemble must reproduce the log-odds the fit reached on every
+//! training row to 1e-9, or training fails.
 
 use std::collections::BTreeMap;
 
@@ -16,11 +18,12 @@ use smartcore::linalg::basic::arrays::Array;
 use smartcore::linalg::basic::matrix::DenseMatrix;
 use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegressionParameters};
 
+use super::boost::fit_boosted;
 use super::dataset::Row;
 use super::forest::{extract_smartcore_forest, Forest};
 use super::inputs::Inputs;
 use super::record::TrainingRecord;
-use super::train_config::{ForestParams, ModelKind, TrainConfig, TrainError};
+use super::train_config::{ForestParams, GbmParams, ModelKind, TrainConfig, TrainError};
 use super::{DerivedSpec, Format, Kind, Model, ModelArtifact, ModelFeature};
 
 /// What the fit produced, before a threshold is chosen.
@@ -41,6 +44,12 @@ pub(super) enum FitCheck {
         nodes: usize,
         splits_per_feature: BTreeMap<String, usize>,
     },
+    Boosted {
+        max_abs_difference: f64,
+        nodes: usize,
+        splits_per_feature: BTreeMap<String, usize>,
+        gain_share_per_feature: BTreeMap<String, f64>,
+    },
 }
 
 /// An artifact of `kind` over `features`, in the oldest format that carries it, threshold 0.5
@@ -50,6 +59,17 @@ pub(super) fn bare_artifact(
     features: Vec<ModelFeature>,
     forest: Option<Forest>,
     derived: Option<DerivedSpec>,
+) -> ModelArtifact {
+    bare_artifact_with(kind, features, forest, derived, None)
+}
+
+/// [`bare_artifact`] with boosted trees.
+fn bare_artifact_with(
+    kind: Kind,
+    features: Vec<ModelFeature>,
+    forest: Option<Forest>,
+    derived: Option<DerivedSpec>,
+    gbm: Option<super::Boosted>,
 ) -> ModelArtifact {
     ModelArtifact {
         format: Format::for_content(kind, derived.is_some()),
@@ -61,6 +81,7 @@ pub(super) fn bare_artifact(
         training: TrainingRecord::default(),
         forest,
         derived,
+        gbm,
     }
 }
 
@@ -78,6 +99,7 @@ pub(super) fn fit(
             fit_logistic(&x, features, train_rows, derived, *alpha, cfg)
         }
         ModelKind::RandomForest(p) => fit_forest(&x, inputs, features, train_rows, derived, p),
+        ModelKind::Gbm(p) => fit_gbm(inputs, features, train_rows, derived, p),
     }
 }
 
@@ -185,6 +207,72 @@ fn fit_forest(
             "m": p.m.map_or(json!("floor(sqrt(features))"), |m| json!(m)),
             "seed": p.seed,
             "estimator": "smartcore RandomForestRegressor on 0/1 labels (mean = probability)",
+        })),
+        check,
+    })
+}
+
+fn fit_gbm(
+    inputs: &Inputs,
+    features: Vec<ModelFeature>,
+    train_rows: &[&Row],
+    derived: Option<&DerivedSpec>,
+    p: &GbmParams,
+) -> Result<Fitted, TrainError> {
+    let y: Vec<bool> = train_rows.iter().map(|r| r.churned).collect();
+    let fit = fit_boosted(&inputs.matrix, &y, p).map_err(TrainError::Boost)?;
+    // The stored trees must score every training row as the fit left it.
+    let max_diff = inputs
+        .matrix
+        .iter()
+        .zip(&fit.train_logits)
+        .map(|(row, z)| (fit.boosted.logit(row) - z).abs())
+        .fold(0.0f64, f64::max);
+    if max_diff > 1e-9 {
+        return Err(TrainError::Boost(format!(
+            "the stored trees differ from the fit's log-odds by {max_diff} on a training row"
+        )));
+    }
+    let splits = fit.boosted.splits_per_feature(features.len());
+    let total_gain: f64 = fit.gain.iter().sum();
+    let check = FitCheck::Boosted {
+        max_abs_difference: max_diff,
+        nodes: fit.boosted.node_count(),
+        splits_per_feature: features
+            .iter()
+            .zip(&splits)
+            .map(|(f, s)| (f.name.clone(), *s))
+            .collect(),
+        gain_share_per_feature: features
+            .iter()
+            .zip(&fit.gain)
+            .map(|(f, g)| {
+                let share = if total_gain > 0.0 {
+                    g / total_gain
+                } else {
+                    0.0
+                };
+                (f.name.clone(), (share * 1e6).round() / 1e6)
+            })
+            .collect(),
+    };
+    Ok(Fitted {
+        artifact: bare_artifact_with(
+            Kind::GradientBoostedTrees,
+            features,
+            None,
+            derived.cloned(),
+            Some(fit.boosted),
+        ),
+        params: object(json!({
+            "n_trees": p.n_trees,
+            "max_depth": p.max_depth,
+            "min_samples_leaf": p.min_samples_leaf,
+            "learning_rate": p.learning_rate,
+            "l2": p.l2,
+            "max_bins": p.max_bins,
+            "estimator": "churnguard gradient boosting on logistic loss (histogram splits, \
+                          no sampling)",
         })),
         check,
     })

@@ -17,6 +17,12 @@
 //!   set to its training mean), i.e. how many log-odds of risk this feature's value adds compared
 //!   with an average user — the same unit as the regression's reasons.
 //!
+//! - `gradient_boosted_trees` (format `churnguard-model/4`, key `gbm`): trees fitted by
+//!   churnguard's own booster ([`boost`]) on logistic loss over the same standardised inputs,
+//!   stored in churnguard's tree format ([`trees`]); score = sigmoid(base score + Σ leaf values).
+//!   A reason is the input's path attribution in log-odds; base value plus all reasons is the
+//!   score's log-odds. Derived inputs are optional in format 4.
+//!
 //! - Either kind with **derived inputs** (format `churnguard-model/3` = format 2 plus a
 //!   `derived` key): model-level features computed from the engine's features with parameters
 //!   fitted at training time, today BG/NBD's P(alive) and expected purchases (see [`bgnbd`]).
@@ -27,12 +33,14 @@
 //!
 //! Files: [`artifact`] (what a file holds, its version hash, reading and writing), [`record`]
 //! (the typed training record), [`transform`] and [`derived`] (how inputs are computed),
-//! [`predict`] (the validated [`Model`]), [`explain`] (alert reasons), [`locate`] (finding the
-//! model file); the offline side: [`dataset`] (labelled snapshots), [`train`], [`evaluate`],
-//! [`quality`] (metrics), [`card`] and [`plots`].
+//! [`predict`] (the validated [`Model`]), [`forest`] and [`trees`] (tree formats and their
+//! scoring), [`explain`] (alert reasons), [`locate`] (finding the model file); the offline
+//! side: [`dataset`] (labelled snapshots), [`train`], [`boost`] (the gradient-boosting fit),
+//! [`evaluate`], [`quality`] (metrics), [`card`] and [`plots`].
 
 pub mod artifact;
 pub mod bgnbd;
+pub mod boost;
 pub mod card;
 pub mod dataset;
 pub mod derived;
@@ -50,14 +58,19 @@ pub mod reload;
 pub mod train;
 pub mod train_config;
 pub mod transform;
+pub mod trees;
 
 pub use crate::scoring::Contribution;
 pub use artifact::{Format, Kind, ModelArtifact, ModelError, ModelFeature};
 pub use derived::{input_index, input_name, BgNbdSpec, DerivedSpec, DERIVED_NAMES, NUM_DERIVED};
+pub use explain::Attribution;
 pub use forest::Forest;
 pub use predict::{sigmoid, Model};
 pub use record::TrainingRecord;
 pub use transform::Transform;
+pub use trees::{Boosted, Tree};
 
+#[cfg(test)]
+mod gbm_tests;
 #[cfg(test)]
 mod tests;

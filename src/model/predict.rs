@@ -2,7 +2,8 @@
 //! each input's index resolved, so scoring on the hot path only does arithmetic.
 //!
 //! smartcore's logistic regression has no `predict_proba`, so the probability is computed here
-//! from the stored coefficients and intercept; a forest's probability is the mean of its trees.
+//! from the stored coefficients and intercept; a forest's probability is the mean of its trees;
+//! boosted trees' is the sigmoid of their summed log-odds.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use super::artifact::{Format, Kind, ModelArtifact, ModelError};
 use super::bgnbd::CustomerReader;
 use super::derived::{input_index, DerivedSpec, NUM_DERIVED};
 use super::forest::Forest;
+use super::trees::Boosted;
 use crate::features::layout::Counter;
 use crate::features::{FeatureLayout, FeatureVector, Windows};
 use crate::scoring::{Contribution, Scorer};
@@ -27,6 +29,10 @@ pub struct Model {
     reader: Option<CustomerReader>,
     shared_version: Arc<str>,
 }
+
+/// Model inputs standardised on the stack when there are at most this many (every model of
+/// the engine's features and derived inputs); more (spline terms) go to the heap.
+const STACK_INPUTS: usize = 64;
 
 /// Probabilities are clipped to this distance from 0 and 1 before taking log-odds.
 const LOGIT_EPS: f64 = 1e-6;
@@ -80,7 +86,7 @@ impl Model {
             detail,
         };
         let reader = match (artifact.format, &artifact.derived) {
-            (Format::V3, Some(d)) => {
+            (Format::V3 | Format::V4, Some(d)) => {
                 d.bgnbd.validate().map_err(inconsistent)?;
                 Some(CustomerReader::new(layout).map_err(|e| inconsistent(e.to_string()))?)
             }
@@ -92,28 +98,40 @@ impl Model {
             }
             (_, Some(_)) => {
                 return Err(inconsistent(format!(
-                    "a `derived` key needs format {:?}",
-                    Format::V3.as_str()
+                    "a `derived` key needs format {:?} or {:?}",
+                    Format::V3.as_str(),
+                    Format::V4.as_str()
                 )))
             }
             (_, None) => None,
         };
         let n_features = artifact.features.len();
-        match (artifact.format, artifact.kind, artifact.forest.as_mut()) {
-            (_, Kind::LogisticRegression, None) => {}
-            (Format::V2 | Format::V3, Kind::RandomForestRegressor, Some(f)) => {
+        let format = artifact.format;
+        match (
+            format,
+            artifact.kind,
+            artifact.forest.as_mut(),
+            artifact.gbm.as_mut(),
+        ) {
+            (Format::V1 | Format::V2 | Format::V3, Kind::LogisticRegression, None, None) => {}
+            (Format::V2 | Format::V3, Kind::RandomForestRegressor, Some(f), None) => {
                 f.compile(n_features).map_err(inconsistent)?;
             }
-            (format, kind, f) => {
+            (Format::V4, Kind::GradientBoostedTrees, None, Some(b)) => {
+                b.compile(n_features).map_err(inconsistent)?;
+            }
+            (format, kind, f, b) => {
                 return Err(inconsistent(format!(
-                    "kind {:?} {} a forest in format {:?}; known kinds: {:?} (no forest), \
-                     {:?} (format {:?} or later, with a forest)",
+                    "kind {:?} {} a forest and {} boosted trees in format {:?}; known kinds: \
+                     {:?} (format 1 to 3, no trees), {:?} (format 2 or 3, with `forest`), {:?} \
+                     (format 4, with `gbm`)",
                     kind.as_str(),
                     if f.is_some() { "with" } else { "without" },
+                    if b.is_some() { "with" } else { "without" },
                     format.as_str(),
                     Kind::LogisticRegression.as_str(),
                     Kind::RandomForestRegressor.as_str(),
-                    Format::V2.as_str(),
+                    Kind::GradientBoostedTrees.as_str(),
                 )))
             }
         }
@@ -164,6 +182,30 @@ impl Model {
         self.artifact.forest.as_ref()
     }
 
+    /// The boosted trees, for a gradient-boosted model.
+    pub fn gbm(&self) -> Option<&Boosted> {
+        self.artifact.gbm.as_ref()
+    }
+
+    /// Runs `f` on the standardised inputs of `x` (as [`Self::inputs`]), held on the stack for
+    /// every model of at most 64 inputs, so tree models score without allocating.
+    pub(super) fn with_inputs<R>(&self, x: &FeatureVector, f: impl FnOnce(&[f64]) -> R) -> R {
+        let n = self.indices.len();
+        if n > STACK_INPUTS {
+            return f(&self.inputs(x));
+        }
+        let d = self.derived_values(x);
+        let mut buf = [0.0; STACK_INPUTS];
+        for ((slot, feat), &i) in buf
+            .iter_mut()
+            .zip(&self.artifact.features)
+            .zip(&self.indices)
+        {
+            *slot = (feat.transform.apply(Self::raw(x, &d, i)) - feat.mean) / feat.std;
+        }
+        f(&buf[..n])
+    }
+
     /// Writes this model's artifact with its version filled in.
     pub fn save(&mut self, path: &Path) -> Result<(), ModelError> {
         self.artifact.save(path)?;
@@ -203,8 +245,11 @@ impl Model {
     }
 
     /// Log-odds of churn (for a forest: of its probability, clipped to [1e-6, 1 − 1e-6]).
-    /// For logistic regression this is the hot path, without allocation.
+    /// For logistic regression and boosted trees this is the hot path, without allocation.
     pub fn logit(&self, x: &FeatureVector) -> f64 {
+        if let Some(gbm) = &self.artifact.gbm {
+            return self.with_inputs(x, |inputs| gbm.logit(inputs));
+        }
         if let Some(forest) = &self.artifact.forest {
             return logit_of(forest.predict(&self.inputs(x)));
         }
@@ -225,11 +270,12 @@ impl Model {
 
     /// An upper bound of the log-odds at every instant between two snapshots of a silent user
     /// (see [`FeatureVector::silent_range`]): each term of a linear model is monotone in its
-    /// input, so its largest value over a range sits at one end. `None` for forests, whose
+    /// input, so its largest value over a range sits at one end. `None` for tree models, whose
     /// output has no such structure, and for derived inputs, whose range over a silence is not
     /// derived from the engine's bounds (the engine then re-scores periodically instead).
     pub fn silent_logit_bound(&self, start: &FeatureVector, end: &FeatureVector) -> Option<f64> {
         if self.artifact.forest.is_some()
+            || self.artifact.gbm.is_some()
             || self.artifact.derived.is_some()
             || !self
                 .artifact

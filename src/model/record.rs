@@ -177,6 +177,13 @@ pub struct FitSummary {
     pub nodes: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub splits_per_feature: Option<BTreeMap<String, usize>>,
+    /// Boosted trees: largest difference between the log-odds the fit reached on a training
+    /// row and what the stored artifact scores for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_abs_difference_to_fit: Option<f64>,
+    /// Boosted trees: each input's share of the total split gain (loss reduction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gain_share_per_feature: Option<BTreeMap<String, f64>>,
     #[serde(flatten)]
     pub extra: Extra,
 }

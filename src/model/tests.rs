@@ -28,6 +28,7 @@ fn artifact() -> ModelArtifact {
         training: TrainingRecord::default(),
         forest: None,
         derived: None,
+        gbm: None,
     }
 }
 

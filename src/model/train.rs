@@ -1,4 +1,5 @@
-//! Offline training: labelled snapshots from a replay of history, then a smartcore fit.
+//! Offline training: labelled snapshots from a replay of history, then a fit (smartcore, or
+//! churnguard's own gradient boosting).
 //!
 //! Rows are the labelled snapshots of [`super::dataset`] (the same engine the service runs; the
 //! label is "no purchase and no login within the horizon after the cutoff"). Validation is time-split only: every validation
@@ -9,7 +10,8 @@
 //!
 //! Models: logistic regression (probability from the coefficients) or a random-forest regressor
 //! on 0/1 labels (probability = mean of the trees; trees stored in our own format, see
-//! [`super::forest`]). The threshold is chosen on the training rows, for max F1 or for an alert
+//! [`super::forest`]) or gradient-boosted trees on logistic loss (see [`super::boost`] and
+//! [`super::trees`]). The threshold is chosen on the training rows, for max F1 or for an alert
 //! budget (the top k % of users by risk).
 //!
 //! With `bgnbd` (or a `bgnbd_*` name in `features`) a BG/NBD model is fitted first, on the
@@ -37,7 +39,7 @@ use crate::features::{FeatureLayout, Windows};
 use crate::{Millis, DAY_MS};
 
 pub use super::train_config::{
-    BgNbdConfig, ForestParams, ModelKind, ThresholdObjective, TrainConfig, TrainError,
+    BgNbdConfig, ForestParams, GbmParams, ModelKind, ThresholdObjective, TrainConfig, TrainError,
 };
 
 /// A trained model and its training record as JSON (the same record the artifact carries).
@@ -456,6 +458,8 @@ fn training_metrics(p: &RecordParts<'_>, validation: Millis, horizon: Millis) ->
         max_abs_difference_to_smartcore_predict: None,
         nodes: None,
         splits_per_feature: None,
+        max_abs_difference_to_fit: None,
+        gain_share_per_feature: None,
         extra: Default::default(),
     };
     match &p.fitted.check {
@@ -468,6 +472,17 @@ fn training_metrics(p: &RecordParts<'_>, validation: Millis, horizon: Millis) ->
             fit.max_abs_difference_to_smartcore_predict = Some(*max_abs_difference);
             fit.nodes = Some(*nodes);
             fit.splits_per_feature = Some(splits_per_feature.clone());
+        }
+        FitCheck::Boosted {
+            max_abs_difference,
+            nodes,
+            splits_per_feature,
+            gain_share_per_feature,
+        } => {
+            fit.max_abs_difference_to_fit = Some(*max_abs_difference);
+            fit.nodes = Some(*nodes);
+            fit.splits_per_feature = Some(splits_per_feature.clone());
+            fit.gain_share_per_feature = Some(gain_share_per_feature.clone());
         }
     }
     TrainingMetrics {

@@ -3,6 +3,7 @@
 //! without importing the trainer.
 
 use super::bgnbd;
+pub use super::boost::GbmParams;
 use crate::features::Windows;
 use crate::{Millis, DAY_MS};
 
@@ -45,6 +46,8 @@ pub enum TrainError {
     UnknownFeature(String, String),
     #[error("smartcore failed to fit: {0}")]
     Fit(String),
+    #[error("gradient boosting: {0}")]
+    Boost(String),
     #[error("BG/NBD: {0}")]
     BgNbd(#[from] bgnbd::BgNbdError),
     #[error("the BG/NBD fit cutoff {fit_at} lies after the validation cutoff {validation}: its features would see the validation period")]
@@ -68,6 +71,8 @@ pub enum ModelKind {
     LogisticRegression { alpha: f64 },
     /// smartcore random-forest regressor on 0/1 labels.
     RandomForest(ForestParams),
+    /// Gradient-boosted trees on logistic loss, fitted by churnguard (see [`super::boost`]).
+    Gbm(GbmParams),
 }
 
 /// Random-forest hyper-parameters.
