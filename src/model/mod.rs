@@ -27,6 +27,7 @@
 //!
 //! Files: [`artifact`] (what a file holds, its version hash, reading and writing), [`record`]
 //! (the typed training record), [`transform`] and [`derived`] (how inputs are computed),
+//! [`gammagamma`] (the spend model beside BG/NBD),
 //! [`predict`] (the validated [`Model`]), [`explain`] (alert reasons), [`locate`] (finding the
 //! model file); the offline side: [`dataset`] (labelled snapshots), [`train`], [`evaluate`],
 //! [`quality`] (metrics), [`card`] and [`plots`].
@@ -40,6 +41,7 @@ pub mod evaluate;
 pub mod explain;
 mod fit;
 pub mod forest;
+pub mod gammagamma;
 mod inputs;
 pub mod locate;
 pub mod plots;
