@@ -5,7 +5,9 @@
 # Source: the file ships inside the PyPI wheel lifetimes==0.11.3 at
 # lifetimes/datasets/CDNOW_master.txt; `pip download --no-deps` fetches just that wheel. The
 # wheel's cdnow_customers_summary.csv (the 2,357-customer calibration summary of Fader, Hardie &
-# Lee 2005) is extracted too: tests/cdnow.rs checks the BG/NBD fit against the published one.
+# Lee 2005) is extracted too: tests/cdnow.rs checks the BG/NBD fit against the published one;
+# so is cdnow_customers_summary_with_transactions.csv (the same summary plus each customer's mean
+# repeat-order value), for the Gamma-Gamma spend model's published fit.
 # If pip cannot (offline), ../shared/data/cdnow/CDNOW_master.txt is used when present.
 # data/ is gitignored: the raw file and the events are never committed.
 set -euo pipefail
@@ -17,19 +19,21 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 summary="$out/cdnow_customers_summary.csv"
-if [[ ! -s "$raw" || ! -s "$summary" ]]; then
+spend="$out/cdnow_customers_summary_with_transactions.csv"
+if [[ ! -s "$raw" || ! -s "$summary" || ! -s "$spend" ]]; then
   pip=""
   for p in pip3 pip; do command -v "$p" >/dev/null && { pip=$p; break; }; done
   if [[ -n "$pip" ]] && "$pip" download --no-deps --quiet --dest "$tmp" lifetimes==0.11.3; then
     wheel=$(ls "$tmp"/*.whl | head -n1)
-    python3 - "$wheel" "$raw" "$summary" <<'PY'
+    python3 - "$wheel" "$raw" "$summary" "$spend" <<'PY'
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as z:
-    for name, dst in [("CDNOW_master.txt", sys.argv[2]), ("cdnow_customers_summary.csv", sys.argv[3])]:
+    for name, dst in [("CDNOW_master.txt", sys.argv[2]), ("cdnow_customers_summary.csv", sys.argv[3]),
+                      ("cdnow_customers_summary_with_transactions.csv", sys.argv[4])]:
         with open(dst, "wb") as f:
             f.write(z.read("lifetimes/datasets/" + name))
 PY
-    echo "extracted CDNOW_master.txt and cdnow_customers_summary.csv from $(basename "$wheel")" >&2
+    echo "extracted CDNOW_master.txt and the two customer summaries from $(basename "$wheel")" >&2
   elif [[ -s "$raw" ]]; then
     echo "pip download failed; the BG/NBD reference summary is not available" >&2
   elif [[ -s ../shared/data/cdnow/CDNOW_master.txt ]]; then

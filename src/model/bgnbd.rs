@@ -257,7 +257,7 @@ pub fn fit(customers: &[Customer]) -> Result<(BgNbdParams, f64), BgNbdError> {
 /// Minimises `f` from `x0` with an initial simplex of side `step` (standard coefficients:
 /// reflection 1, expansion 2, contraction ½, shrink ½). Small and dependency-free; four
 /// parameters need nothing cleverer.
-fn nelder_mead<const D: usize>(
+pub(crate) fn nelder_mead<const D: usize>(
     f: &impl Fn(&[f64; D]) -> f64,
     x0: [f64; D],
     step: f64,

@@ -33,6 +33,7 @@
 //!
 //! Files: [`artifact`] (what a file holds, its version hash, reading and writing), [`record`]
 //! (the typed training record), [`transform`] and [`derived`] (how inputs are computed),
+//! [`gammagamma`] (the spend model beside BG/NBD),
 //! [`predict`] (the validated [`Model`]), [`forest`] and [`trees`] (tree formats and their
 //! scoring), [`explain`] (alert reasons), [`locate`] (finding the model file); the offline
 //! side: [`dataset`] (labelled snapshots), [`train`], [`boost`] (the gradient-boosting fit),
@@ -48,6 +49,7 @@ pub mod evaluate;
 pub mod explain;
 mod fit;
 pub mod forest;
+pub mod gammagamma;
 mod inputs;
 pub mod locate;
 pub mod plots;
