@@ -92,3 +92,57 @@ fn advancing_to_the_end_of_time_returns() {
         e.advance(i64::MAX / 4, &mut Vec::new());
     });
 }
+
+#[test]
+fn at_the_user_cap_new_users_are_refused_and_held_users_go_on() {
+    let config = EngineConfig {
+        max_users: 3,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(config, Some(silence_model()));
+    for u in ["a", "b", "c"] {
+        assert!(e.apply(&ev(u, 1.0, EventKind::Login)).is_ok());
+    }
+    let r = refusal(e.apply(&ev("d", 1.5, EventKind::Purchase)));
+    assert_eq!(r.reason.as_str(), "user_cap", "{r}");
+    assert!(
+        r.detail.contains("3 users") && r.detail.contains("--max-users-per-partition"),
+        "{r}"
+    );
+    assert_eq!(e.users(), 3);
+    assert!(e.state("d").is_none(), "nothing of a refused user is kept");
+    // The users held keep being updated, duplicates of them are still recognised.
+    assert!(e.apply(&ev("a", 2.0, EventKind::Purchase)).is_ok());
+    assert!(matches!(
+        e.apply(&ev("a", 2.0, EventKind::Purchase)),
+        Ok(Applied::Duplicate)
+    ));
+    // Room made by an erasure is used again.
+    assert!(matches!(
+        e.apply(&ev("b", 2.0, EventKind::Erase)),
+        Ok(Applied::Erased)
+    ));
+    assert!(e.apply(&ev("d", 2.5, EventKind::Login)).is_ok());
+    assert_eq!(e.users(), 3);
+}
+
+#[test]
+fn the_duplicate_detector_stays_within_its_cap_and_counts_what_it_forgot() {
+    let config = EngineConfig {
+        max_dedupe_entries: 100,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(config, None);
+    // One user, a thousand distinct events within one second.
+    for i in 0..1_000 {
+        let mut x = ev("flood", 1.0, EventKind::PageView);
+        x.event_id = format!("e{i}");
+        assert!(e.apply(&x).is_ok());
+    }
+    assert!(e.dedupe_entries() <= 100, "{}", e.dedupe_entries());
+    assert_eq!(
+        e.counters().dedupe_forgotten + e.dedupe_entries() as u64,
+        1_000
+    );
+    assert_eq!(e.users(), 1);
+}
