@@ -147,20 +147,34 @@ fn the_duplicate_detector_stays_within_its_cap_and_counts_what_it_forgot() {
     assert_eq!(e.users(), 1);
 }
 
-/// A user whose first event is an opt-out has no first-seen time yet: staging them must not
-/// subtract that `NEVER` instant from the clock. Found by fuzzing (`changelog_record`); before
-/// the fix it panicked with "attempt to subtract with overflow" wherever overflow checks are on
-/// (debug builds, `cargo test --lib`, the fuzz targets) and wrapped silently in release builds.
+/// A user whose only event is an opt-out has no activity yet (first seen and last active are
+/// `NEVER`, the smallest instant): staging, scheduling and timers must not subtract that from
+/// the clock, and the user stays (the opt-out is remembered). Found by fuzzing
+/// (`changelog_record`): before the fix this panicked with "attempt to subtract with overflow"
+/// wherever overflow checks are on (debug builds, `cargo test` without `--release`, the fuzz
+/// targets) and wrapped silently in release builds.
 #[test]
-fn a_user_whose_first_event_is_an_opt_out_is_staged_without_overflow() {
+fn a_user_whose_only_event_is_an_opt_out_is_staged_scheduled_and_kept_without_overflow() {
     let mut e = Engine::new(EngineConfig::default(), Some(silence_model()));
     assert!(matches!(
         e.apply(&ev("u", 6.0, EventKind::OptOut)),
         Ok(Applied::Updated { .. })
     ));
     assert!(e.state("u").is_some_and(|s| !s.has_activity()));
-    assert!(e.apply(&ev("u", 6.5, EventKind::Refund)).is_ok());
+    assert!(e.apply(&ev("v", 6.0, EventKind::OptOut)).is_ok());
+    assert!(e.apply(&ev("v", 6.5, EventKind::Refund)).is_ok());
     let mut out = Vec::new();
-    e.advance(200 * DAY_MS, &mut out);
+    // No timer for a user with nothing to score: before the fix, u's deadline (derived from
+    // `NEVER`) was always past and fired every second of event time, a scoring each.
+    assert_eq!(e.advance(7 * DAY_MS, &mut out), 0, "nothing fired");
+    e.advance(500 * DAY_MS, &mut out);
+    assert!(
+        e.state("u").is_some_and(|s| s.opted_out()),
+        "the opt-out is remembered"
+    );
     assert!(e.describe("u").is_some());
+    assert!(
+        e.state("v").is_none(),
+        "v was active, and is evicted after the retention"
+    );
 }

@@ -454,7 +454,10 @@ impl Engine {
             // Evaluate at the deadline, not at `now`: a long catch-up jump must give the same
             // decisions as a clock that ticked through every day.
             let at = Millis::from(due) * 1000;
-            if at - slot.state.last_activity_ms() > self.config.retention {
+            // A user with no activity yet (only an opt-out) has no last activity to count the
+            // retention from: kept, so the opt-out is remembered.
+            let silent = at.checked_sub(slot.state.last_activity_ms());
+            if silent.is_some_and(|s| s > self.config.retention) {
                 self.evict(idx);
                 continue;
             }
@@ -586,6 +589,13 @@ impl Engine {
             return;
         };
         let state = &slot.state;
+        if !state.has_activity() {
+            // Only an opt-out so far: nothing to score, no silence to count and no retention to
+            // count it from (the user stays, so the opt-out is remembered). A deadline derived
+            // from the `NEVER` instant would lie in the past and fire every second.
+            slot.deadline = 0;
+            return;
+        }
         let last_activity = state.last_activity_ms();
         let eviction = last_activity
             .saturating_add(self.config.retention)
@@ -615,7 +625,7 @@ impl Engine {
             .as_ref()
             .filter(|_| !state.alerted_this_episode())
         {
-            let silence = (now - last_activity).max(0) as f64;
+            let silence = now.checked_sub(last_activity).map_or(0, |d| d.max(0)) as f64;
             let step = (silence * self.config.rescore_growth) as Millis;
             let periodic = now
                 .saturating_add(step.max(self.config.rescore_interval))
