@@ -367,6 +367,7 @@ fn pipeline_config(brokers: &str, windows: Windows) -> PipelineConfig {
         },
         decoder: crate::mapping::EventDecoder::native(),
         max_future_skew: 3_600_000,
+        max_event_bytes: crate::event::DEFAULT_MAX_EVENT_BYTES,
         shutdown_timeout: Duration::from_secs(10),
         unassigned_timeout: None,
     }

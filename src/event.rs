@@ -32,6 +32,11 @@ pub const MAX_AMOUNT: f64 = 10_000_000.0;
 /// kept in memory and become changelog keys, so their size is part of every user's cost.
 pub const DEFAULT_MAX_ID_BYTES: usize = 256;
 
+/// Default bound on one input message's payload, in bytes (configurable): an event is a few
+/// hundred bytes, a tracker's richest (Segment's own limit) 32 KiB; anything far beyond is a
+/// broken or hostile producer, refused before it is parsed (reason `too_large`).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 64 * 1024;
+
 /// What a user did. The wire name is the snake_case form (`cart_add`, `coupon_redeem`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
@@ -143,11 +148,15 @@ pub enum RejectReason {
     TooLate,
     /// `user_id` or `event_id` is longer than the configured bound.
     InvalidId,
+    /// The message is larger than the configured bound; it was not parsed.
+    TooLarge,
+    /// A new user while the partition already holds the configured most users.
+    UserCap,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric labels so dashboards show zeros, not gaps.
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::MalformedJson,
         RejectReason::MissingField,
         RejectReason::UnknownType,
@@ -156,6 +165,8 @@ impl RejectReason {
         RejectReason::FutureTimestamp,
         RejectReason::TooLate,
         RejectReason::InvalidId,
+        RejectReason::TooLarge,
+        RejectReason::UserCap,
     ];
 
     /// Stable snake_case name used in metrics, DLQ headers and logs.
@@ -169,6 +180,8 @@ impl RejectReason {
             RejectReason::FutureTimestamp => "future_timestamp",
             RejectReason::TooLate => "too_late",
             RejectReason::InvalidId => "invalid_id",
+            RejectReason::TooLarge => "too_large",
+            RejectReason::UserCap => "user_cap",
         }
     }
 }
@@ -314,6 +327,22 @@ pub fn check_amount(amount: f64) -> Result<f64, Rejection> {
             ),
         ))
     }
+}
+
+/// Refuses (`too_large`) a payload longer than `max_bytes`, before anything parses it: a
+/// hostile producer's megabyte messages then cost a length comparison each, not a parse.
+pub fn check_size(payload: &[u8], max_bytes: usize) -> Result<(), Rejection> {
+    if payload.len() > max_bytes {
+        return Err(Rejection::new(
+            RejectReason::TooLarge,
+            format!(
+                "message of {} bytes is larger than the limit of {max_bytes} bytes \
+                 (--max-event-bytes); it was not parsed",
+                payload.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks what the engine needs of any event, however it was made (decoded, generated, read
@@ -517,5 +546,21 @@ mod tests {
         )
         .unwrap_err();
         assert!(r.to_string().contains("user_id"), "{r}");
+    }
+
+    #[test]
+    fn a_message_over_the_size_limit_is_refused_as_too_large_and_at_it_is_not() {
+        let limit = 100;
+        let at = vec![b' '; limit];
+        assert_eq!(check_size(&at, limit), Ok(()));
+        let over = vec![b'{'; limit + 1];
+        let r = check_size(&over, limit).unwrap_err();
+        assert_eq!(r.reason, RejectReason::TooLarge);
+        assert_eq!(r.reason.as_str(), "too_large");
+        assert!(
+            r.detail.contains("101 bytes") && r.detail.contains("100"),
+            "{r}"
+        );
+        assert!(r.detail.contains("--max-event-bytes"), "{r}");
     }
 }

@@ -47,6 +47,9 @@ pub struct Metrics {
     pub users_by_stage: IntGaugeVec,
     pub lifecycle_transitions: IntCounterVec,
     pub events_duplicate: IntCounter,
+    pub dedupe_forgotten: IntCounter,
+    pub partition_users_max: IntGauge,
+    pub partition_user_cap: IntGauge,
     pub events_late: IntCounter,
     pub event_to_alert_seconds: Histogram,
     pub producer_queue: IntGauge,
@@ -235,6 +238,18 @@ impl Metrics {
             events_duplicate: counter(
                 "churnguard_events_duplicate_total",
                 "Events whose event_id was already applied within the dedupe horizon; they change nothing.",
+            ),
+            dedupe_forgotten: counter(
+                "churnguard_dedupe_forgotten_total",
+                "Event fingerprints the duplicate detector forgot before their horizon because it held --max-dedupe-entries: redeliveries of those events are no longer recognised.",
+            ),
+            partition_users_max: int_gauge(
+                "churnguard_partition_users_max",
+                "Users held by the fullest input partition of this instance.",
+            ),
+            partition_user_cap: int_gauge(
+                "churnguard_partition_user_cap",
+                "Most users one input partition may hold (--max-users-per-partition); events of new users beyond it are refused as user_cap.",
             ),
             events_late: counter(
                 "churnguard_events_late_total",

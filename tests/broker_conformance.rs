@@ -425,3 +425,22 @@ fn high_watermark_is_end_offset() {
         format!("consumed per partition {counts:?}, high watermarks {per_part:?}")
     });
 }
+
+/// The harness's workaround for Tansu 0.6 scanning its `header` table on every fetched record
+/// (`util::index_headers`, README "Known issues") is in place on the private broker.
+#[test]
+fn the_test_brokers_header_table_is_indexed() {
+    let broker = shared();
+    let Some(dir) = broker.dir() else {
+        log(format!(
+            "SKIPPED the_test_brokers_header_table_is_indexed: an external broker \
+             ({EXTERNAL_BROKERS_ENV}) keeps its own storage"
+        ));
+        return;
+    };
+    let indexes = header_indexes(&dir).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        indexes.iter().any(|i| i == HEADER_INDEX),
+        "no {HEADER_INDEX} among the header table's indexes {indexes:?}"
+    );
+}

@@ -1,8 +1,9 @@
 //! Checkpoint faults on a real broker (Tansu): a write that cannot reach the broker must never
-//! let an offset commit past the state it would have carried, and a refused message too large to
-//! dead-letter whole must not stop the consumer.
+//! let an offset commit past the state it would have carried, a refused message too large to
+//! dead-letter whole must not stop the consumer, and messages over the event size limit are
+//! refused unparsed with a dead letter each.
 //!
-//! Both tests drive `churnguard run` as a child process and judge it by what it leaves behind:
+//! The tests drive `churnguard run` as a child process and judge it by what it leaves behind:
 //! committed offsets, the state changelog (read as a restore would read it) and the DLQ.
 
 mod util;
@@ -219,7 +220,9 @@ fn a_refused_message_too_large_to_dead_letter_whole_is_dead_lettered_truncated()
     let positions = util::produce_with(&producer, &t.input, &recs);
     let poison_offset = positions[10].1;
 
-    let mut svc = Service::start(&bootstrap, &t);
+    // A size limit above the message, so it is parsed and refused for what it says (the size
+    // limit's own refusal is the next test's).
+    let mut svc = Service::start_with(&bootstrap, &t, &["--max-event-bytes", "2000000"]);
     let done = wait_until(Duration::from_secs(90), || {
         svc.try_exit().is_some() || committed_to_end(&bootstrap, &t)
     });
@@ -275,6 +278,130 @@ fn a_refused_message_too_large_to_dead_letter_whole_is_dead_lettered_truncated()
         d.payload.len()
     );
     assert_eq!(d.key, "poison", "the original key");
+
+    let status = svc.terminate(Duration::from_secs(35));
+    assert!(status.success(), "exit {status}; log:\n{}", svc.log_text());
+}
+
+/// Messages over `--max-event-bytes` (default 64 KiB) are refused as `too_large` without being
+/// parsed, valid JSON or not: one of 100 KB is dead-lettered whole, one of 1 MB (over the
+/// producer's `message.max.bytes` with its headers) truncated with its size and hash. Neither
+/// changes any state, and the events after them are processed.
+#[test]
+fn messages_over_the_event_size_limit_are_refused_unparsed_and_dead_lettered() {
+    let broker = shared();
+    let bootstrap = broker.bootstrap();
+    let t = Topics::create(&bootstrap, "oversized", 1);
+    let now = now_ms();
+    let valid: Vec<Event> = (0..20)
+        .map(|u| Event {
+            event_id: format!("e{u}"),
+            user_id: format!("u{u:03}"),
+            kind: EventKind::Login,
+            ts: now - 600_000 + u as i64 * 1_000,
+            amount: 0.0,
+        })
+        .collect();
+    // Valid events but for their size: a `props` blob the decoder would otherwise skip.
+    let oversized = |user: &str, bytes: usize| {
+        let head = format!(
+            r#"{{"event_id":"{user}","user_id":"{user}","type":"purchase","ts":"{}","amount":5,"props":{{"blob":""#,
+            churnguard::time::rfc3339(now - 300_000)
+        );
+        let tail = r#""}}"#;
+        format!(
+            "{head}{}{tail}",
+            "x".repeat(bytes - head.len() - tail.len())
+        )
+    };
+    let medium = oversized("medium", 100_000);
+    let huge = oversized("huge", 1_000_000);
+    let hash = |text: &str| -> String {
+        Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let mut records: Vec<util::Record> = Vec::new();
+    let plain = |e: &Event| (e.user_id.clone(), encode(e), vec![]);
+    records.extend(valid[..7].iter().map(plain));
+    records.push(("medium".into(), medium.clone(), vec![]));
+    records.extend(valid[7..14].iter().map(plain));
+    records.push(("huge".into(), huge.clone(), vec![]));
+    records.extend(valid[14..].iter().map(plain));
+    let mut producer = util::producer_config(&bootstrap);
+    producer.set("message.max.bytes", "4000000");
+    let positions = util::produce_with(&producer, &t.input, &records);
+
+    let mut svc = Service::start(&bootstrap, &t);
+    let done = wait_until(Duration::from_secs(90), || {
+        svc.try_exit().is_some() || committed_to_end(&bootstrap, &t)
+    });
+    assert!(
+        done && svc.try_exit().is_none(),
+        "not committed past the oversized messages (or exited); log:\n{}",
+        svc.log_text()
+    );
+    let m = svc.metrics();
+    assert_eq!(
+        m.sum("churnguard_events_consumed_total", &[]),
+        valid.len() as f64,
+        "every valid event is processed, neither oversized one"
+    );
+    assert_eq!(
+        m.sum(
+            "churnguard_events_rejected_total",
+            &["reason=\"too_large\""]
+        ),
+        2.0
+    );
+    assert_eq!(m.sum("churnguard_dlq_truncated_total", &[]), 1.0);
+
+    let dlq = util::consume_records(&bootstrap, &t.dlq, 2, Duration::from_secs(30));
+    assert_eq!(dlq.len(), 2, "one dead letter per refused message");
+    let (whole, cut) = (&dlq[0], &dlq[1]);
+    assert_eq!(
+        header(&whole.headers, "churnguard.source_offset"),
+        Some(positions[7].1.to_string().as_str())
+    );
+    assert_eq!(
+        header(&whole.headers, "churnguard.reason"),
+        Some("too_large")
+    );
+    assert!(
+        header(&whole.headers, "churnguard.detail")
+            .is_some_and(|d| d.contains("100000 bytes") && d.contains("65536")),
+        "{:?}",
+        whole.headers
+    );
+    assert_eq!(
+        whole.payload, medium,
+        "under message.max.bytes: the whole original"
+    );
+    assert_eq!(whole.key, "medium");
+
+    assert_eq!(
+        header(&cut.headers, "churnguard.source_offset"),
+        Some(positions[15].1.to_string().as_str())
+    );
+    assert_eq!(header(&cut.headers, "churnguard.reason"), Some("too_large"));
+    assert_eq!(
+        header(&cut.headers, "churnguard.refused_reason"),
+        Some("too_large")
+    );
+    assert_eq!(
+        header(&cut.headers, "churnguard.original_size"),
+        Some("1000000")
+    );
+    assert_eq!(
+        header(&cut.headers, "churnguard.original_sha256"),
+        Some(hash(&huge).as_str())
+    );
+    assert!(
+        !cut.payload.is_empty() && cut.payload.len() < 64 * 1024 && huge.starts_with(&cut.payload),
+        "a prefix of the original ({} bytes)",
+        cut.payload.len()
+    );
 
     let status = svc.terminate(Duration::from_secs(35));
     assert!(status.success(), "exit {status}; log:\n{}", svc.log_text());

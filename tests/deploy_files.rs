@@ -119,6 +119,10 @@ const ALERTS: &[&str] = &[
     "ChurnguardModelMissing",
     "ChurnguardEventTimeStalled",
     "ChurnguardModelStale",
+    "ChurnguardUserCapReached",
+    "ChurnguardUserCapNear",
+    "ChurnguardOversizedInput",
+    "ChurnguardDedupeOverflow",
 ];
 
 const DASHBOARDS: &[&str] = &["churnguard-service.json", "churnguard-winback.json"];
@@ -602,6 +606,16 @@ fn compose_wiring() {
         .join(cg["build"]["dockerfile"].as_str().unwrap())
         .is_file());
     assert_known_env(&env_keys(cg.get("environment")), "compose churnguard");
+    // Hardened as on Kubernetes: non-root, read-only root filesystem, no capabilities.
+    assert_eq!(cg["user"].as_str(), Some("10001:10001"));
+    assert_eq!(cg["read_only"].as_bool(), Some(true));
+    assert!(format!("{:?}", cg["cap_drop"]).contains("ALL"));
+    assert!(format!("{:?}", cg["security_opt"]).contains("no-new-privileges:true"));
+    let dockerfile = std::fs::read_to_string(deploy().join("Dockerfile")).expect("Dockerfile");
+    assert!(
+        dockerfile.lines().any(|l| l.trim() == "USER 10001:10001"),
+        "the image must run as the non-root uid 10001"
+    );
     assert_eq!(compose_input_partitions(&compose), 6);
     for (svc, dir) in [
         ("prometheus", "prometheus"),

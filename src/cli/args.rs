@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use super::demo::DemoArgs;
@@ -128,9 +129,26 @@ pub struct KafkaArgs {
         value_delimiter = ','
     )]
     pub kafka_options: Vec<String>,
+    /// File of extra librdkafka settings, one key=value per line (`#` starts a comment): the
+    /// place for secrets such as `sasl.password`, e.g. a mounted Kubernetes Secret, so they
+    /// are neither on the command line (visible in `ps`) nor in the environment. Read once at
+    /// start; `--kafka-option` wins over it. Values are never logged.
+    #[arg(long, env = "CHURNGUARD_KAFKA_OPTION_FILE")]
+    pub kafka_option_file: Option<PathBuf>,
 }
 
 impl KafkaArgs {
+    /// The extra librdkafka settings: the option file's, then `--kafka-option`s (which win).
+    /// Errors name the file, the line or the option's key, never a value.
+    pub fn options(&self) -> Result<Vec<(String, String)>, String> {
+        let mut options = match &self.kafka_option_file {
+            Some(path) => churnguard::kafka::read_kafka_option_file(path)?,
+            None => Vec::new(),
+        };
+        options.extend(churnguard::kafka::parse_kafka_options(&self.kafka_options)?);
+        Ok(options)
+    }
+
     /// The changelog topic to use, or `None` when durable state is off.
     pub fn changelog_topic(&self) -> Option<String> {
         match self.changelog_topic.trim() {
@@ -174,6 +192,13 @@ pub struct RunArgs {
         default_value_t = 300
     )]
     pub unassigned_timeout_secs: u64,
+    /// Largest input message accepted (payload bytes); larger ones are refused as `too_large`
+    /// before they are parsed, and dead-lettered (truncated, with size and hash, when even the
+    /// copy is too large for the producer's message.max.bytes).
+    #[arg(long, env = "CHURNGUARD_MAX_EVENT_BYTES",
+          default_value_t = churnguard::event::DEFAULT_MAX_EVENT_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..=1_073_741_824).map(|n| n as usize))]
+    pub max_event_bytes: usize,
 }
 
 /// `churnguard replay`.

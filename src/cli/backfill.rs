@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use churnguard::kafka::backfill::{self, BackfillConfig, BackfillError, BuildReport, Target};
-use churnguard::kafka::parse_kafka_options;
 use churnguard::model::locate::resolve_model_path;
 use churnguard::model::Model;
 
@@ -28,8 +27,7 @@ pub async fn run(args: BackfillArgs) -> Result<()> {
         .context("cannot load the model")?;
     let cfg = BackfillConfig {
         brokers: args.kafka.brokers.clone(),
-        kafka_options: parse_kafka_options(&args.kafka.kafka_options)
-            .map_err(anyhow::Error::msg)?,
+        kafka_options: args.kafka.options().map_err(anyhow::Error::msg)?,
         group: args.kafka.group.clone(),
         input_topic: args.kafka.input_topic.clone(),
         changelog_topic: changelog,

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::Args;
 
 use churnguard::engine::EngineConfig;
@@ -89,6 +90,19 @@ pub struct EngineArgs {
     #[arg(long, env = "CHURNGUARD_MAX_ID_BYTES", default_value_t = churnguard::event::DEFAULT_MAX_ID_BYTES,
           value_parser = max_id_bytes)]
     pub max_id_bytes: usize,
+    /// Most users one input partition holds. At the cap, an event of a new user is refused as
+    /// `user_cap` (dead-lettered, so it can be replayed after raising the cap) and the users
+    /// held keep their state.
+    #[arg(long, env = "CHURNGUARD_MAX_USERS_PER_PARTITION",
+          default_value_t = churnguard::engine::DEFAULT_MAX_USERS,
+          value_parser = clap::value_parser!(u64).range(1..=4_000_000_000).map(|n| n as usize))]
+    pub max_users_per_partition: usize,
+    /// Most event fingerprints the duplicate detector of one partition holds (~16 bytes each);
+    /// when full it forgets its oldest first, shortening the dedupe horizon.
+    #[arg(long, env = "CHURNGUARD_MAX_DEDUPE_ENTRIES",
+          default_value_t = churnguard::dedupe::DEFAULT_MAX_ENTRIES,
+          value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
+    pub max_dedupe_entries: usize,
     /// Users first seen less than this many days ago are `new`.
     #[arg(long, env = "CHURNGUARD_NEW_USER_DAYS", default_value_t = 14.0)]
     pub new_user_days: f64,
@@ -136,6 +150,8 @@ impl EngineArgs {
             lifecycle,
             windows: self.window.windows,
             max_id_bytes: self.max_id_bytes,
+            max_users: self.max_users_per_partition,
+            max_dedupe_entries: self.max_dedupe_entries,
             ..EngineConfig::default()
         })
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use churnguard::http::{self, HttpState};
 use churnguard::kafka::state_view::StateView;
-use churnguard::kafka::{self, parse_kafka_options, PipelineConfig};
+use churnguard::kafka::{self, PipelineConfig};
 use churnguard::metrics::Metrics;
 use churnguard::model::reload;
 
@@ -16,8 +16,7 @@ use super::args::RunArgs;
 
 /// The pipeline these flags describe, or why they are inconsistent.
 pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig> {
-    let kafka_options =
-        parse_kafka_options(&args.kafka.kafka_options).map_err(anyhow::Error::msg)?;
+    let kafka_options = args.kafka.options().map_err(anyhow::Error::msg)?;
     Ok(PipelineConfig {
         brokers: args.kafka.brokers.clone(),
         group: args.kafka.group.clone(),
@@ -34,6 +33,7 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig> {
         engine: args.engine.engine_config()?,
         decoder: args.mapping.decoder()?,
         max_future_skew: args.engine.max_future_skew(),
+        max_event_bytes: args.max_event_bytes,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
         unassigned_timeout: (args.unassigned_timeout_secs > 0)
             .then(|| Duration::from_secs(args.unassigned_timeout_secs)),

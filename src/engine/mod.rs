@@ -24,6 +24,7 @@ use crate::policy::Policy;
 use crate::scoring::Scorer;
 use crate::{Millis, DAY_MS};
 
+mod accounting;
 mod alerting;
 mod lookup;
 #[cfg(test)]
@@ -45,6 +46,10 @@ use outcome::PendingOutcome;
 pub use table::{ScoreRow, TableChange};
 use timers::TimerQueue;
 use user_id::UserId;
+
+/// Default [`EngineConfig::max_users`]: at ~200 bytes per user (README, "Benchmarks") about a
+/// gigabyte of state for one partition.
+pub const DEFAULT_MAX_USERS: usize = 5_000_000;
 
 /// Tunables of the core, independent of where events come from.
 #[derive(Debug, Clone)]
@@ -83,6 +88,14 @@ pub struct EngineConfig {
     /// Longest `user_id` or `event_id` accepted, in bytes: ids are kept in memory and become
     /// changelog keys, so an unbounded id is an unbounded cost.
     pub max_id_bytes: usize,
+    /// Most users one engine (one partition) holds. At the cap an event of a new user is
+    /// refused (`user_cap`) and the users held keep their state: evicting someone to make room
+    /// would let a flood of made-up ids push every real user out. Per partition rather than per
+    /// instance, so what a partition holds never depends on which instance owns it.
+    pub max_users: usize,
+    /// Most event fingerprints the duplicate detector holds (see [`crate::dedupe`]); at the cap
+    /// it forgets its oldest ones first.
+    pub max_dedupe_entries: usize,
     /// Keep the churn-risk table: queue a row when a scoring changes what a user's row says, a
     /// tombstone when a user goes (see [`table`]). Off, scorings skip that work.
     pub score_table: bool,
@@ -103,6 +116,8 @@ impl Default for EngineConfig {
             policy: Arc::new(Policy::default_embedded()),
             windows: Windows::default(),
             max_id_bytes: crate::event::DEFAULT_MAX_ID_BYTES,
+            max_users: DEFAULT_MAX_USERS,
+            max_dedupe_entries: crate::dedupe::DEFAULT_MAX_ENTRIES,
             score_table: false,
         }
     }
@@ -140,6 +155,9 @@ pub struct EngineCounters {
     pub duplicates: u64,
     /// Events accepted although older than the clock (folded into their own day).
     pub late_accepted: u64,
+    /// Duplicate-detector fingerprints forgotten before their horizon to stay within
+    /// [`EngineConfig::max_dedupe_entries`].
+    pub dedupe_forgotten: u64,
 }
 
 /// One tracked user. The id lives here only; the index holds slot numbers and hashes ids
@@ -215,7 +233,7 @@ impl Engine {
             timers: TimerQueue::default(),
             clock: Millis::MIN,
             counters: EngineCounters::default(),
-            dedupe: Deduper::new(config.dedupe_horizon),
+            dedupe: Deduper::new(config.dedupe_horizon, config.max_dedupe_entries),
             stages: StageStats::default(),
             outcomes: AHashMap::new(),
             outcome_events: Vec::new(),
@@ -229,42 +247,6 @@ impl Engine {
     /// into `out`.
     pub fn drain_outcomes(&mut self, out: &mut Vec<OutcomeEvent>) {
         out.append(&mut self.outcome_events);
-    }
-
-    /// Approximate heap bytes by part (benchmarks): slot table, user ids (those too long to sit
-    /// in their slot), packed days, index,
-    /// timer queue, pending outcomes.
-    pub fn memory_breakdown(&self) -> [(&'static str, usize); 6] {
-        let live = self.slots.iter().flatten();
-        let ids: usize = live.clone().map(|s| s.user_id.heap_bytes()).sum();
-        let days: usize = live.map(|s| s.state.windows().heap_bytes()).sum();
-        [
-            (
-                "slots",
-                self.slots.capacity() * std::mem::size_of::<Option<Slot>>(),
-            ),
-            ("user ids", ids),
-            ("packed days", days),
-            (
-                "index",
-                self.index.capacity() * (std::mem::size_of::<u32>() + 1),
-            ),
-            ("timers", self.timers.len() * 8),
-            (
-                "pending outcomes",
-                self.outcomes.capacity() * (std::mem::size_of::<(u32, PendingOutcome)>() + 1),
-            ),
-        ]
-    }
-
-    /// Alerts whose outcome window is still open.
-    pub fn outcomes_pending(&self) -> usize {
-        self.outcomes.len()
-    }
-
-    /// Users per lifecycle stage now, and the transitions between stages so far.
-    pub fn stage_stats(&self) -> StageStats {
-        self.stages
     }
 
     /// Replaces the model (hot reload); state is untouched.
@@ -290,22 +272,6 @@ impl Engine {
     /// The engine's event-time clock (`Millis::MIN` before anything happened).
     pub fn clock(&self) -> Millis {
         self.clock
-    }
-
-    /// Number of users in memory.
-    pub fn users(&self) -> usize {
-        self.index.len()
-    }
-
-    /// Timer entries queued (one per tracked user plus superseded entries not yet popped):
-    /// memory accounting.
-    pub fn timers_queued(&self) -> usize {
-        self.timers.len()
-    }
-
-    /// Eviction and erasure totals.
-    pub fn counters(&self) -> EngineCounters {
-        self.counters
     }
 
     fn find(&self, user_id: &str) -> Option<u32> {
@@ -350,7 +316,8 @@ impl Engine {
     /// may already have been scored and pruned, so folding it in would be silently wrong.
     /// Refuses first what the state cannot hold exactly (see [`crate::event::check`]): ids
     /// longer than the configured bound, times outside the representable range, amounts over
-    /// the maximum.
+    /// the maximum. Refuses (`user_cap`) a new user once the engine holds
+    /// [`EngineConfig::max_users`].
     pub fn apply(&mut self, event: &Event) -> Result<Applied, Rejection> {
         crate::event::check(event, self.config.max_id_bytes)?;
         if self.clock != Millis::MIN
@@ -370,6 +337,16 @@ impl Engine {
         if event.kind == EventKind::Erase {
             self.erase(&event.user_id);
             return Ok(Applied::Erased);
+        }
+        if self.index.len() >= self.config.max_users && self.find(&event.user_id).is_none() {
+            return Err(Rejection::new(
+                RejectReason::UserCap,
+                format!(
+                    "a new user, and this partition already holds {} users, the most it may \
+                     (--max-users-per-partition); the users held keep their state",
+                    self.index.len()
+                ),
+            ));
         }
         if self
             .dedupe
@@ -480,7 +457,10 @@ impl Engine {
             // Evaluate at the deadline, not at `now`: a long catch-up jump must give the same
             // decisions as a clock that ticked through every day.
             let at = Millis::from(due) * 1000;
-            if at - slot.state.last_activity_ms() > self.config.retention {
+            // A user with no activity yet (only an opt-out) has no last activity to count the
+            // retention from: kept, so the opt-out is remembered.
+            let silent = at.checked_sub(slot.state.last_activity_ms());
+            if silent.is_some_and(|s| s > self.config.retention) {
                 self.evict(idx);
                 continue;
             }

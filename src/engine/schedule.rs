@@ -27,6 +27,13 @@ impl Engine {
             return;
         };
         let state = &slot.state;
+        if !state.has_activity() {
+            // Only an opt-out so far: nothing to score, no silence to count and no retention to
+            // count it from (the user stays, so the opt-out is remembered). A deadline derived
+            // from the `NEVER` instant would lie in the past and fire every second.
+            slot.deadline = 0;
+            return;
+        }
         let last_activity = state.last_activity_ms();
         let eviction = last_activity
             .saturating_add(self.config.retention)
@@ -56,7 +63,7 @@ impl Engine {
             .as_ref()
             .filter(|_| !state.alerted_this_episode())
         {
-            let silence = (now - last_activity).max(0) as f64;
+            let silence = now.checked_sub(last_activity).map_or(0, |d| d.max(0)) as f64;
             let step = (silence * self.config.rescore_growth) as Millis;
             let periodic = now
                 .saturating_add(step.max(self.config.rescore_interval))

@@ -311,7 +311,9 @@ impl UserState {
     /// The lifecycle stage as of `now`, given [`Self::window_totals`] at `now`.
     pub fn stage_with(&self, totals: &Totals, cfg: &LifecycleConfig, now: Millis) -> Stage {
         let (w30, w90) = (totals.recent(), totals.base());
-        let days = |t: Millis| ((now - t).max(0) as f64) / DAY_MS as f64;
+        // A user whose only event so far is an opt-out has no first-seen time (`NEVER`, the
+        // smallest instant): zero days, not an overflowing subtraction.
+        let days = |t: Millis| (now.checked_sub(t).map_or(0, |d| d.max(0)) as f64) / DAY_MS as f64;
         lifecycle::stage(
             cfg,
             &StageInputs {
@@ -350,7 +352,8 @@ impl UserState {
     /// Features as of `now`, given [`Self::window_totals`] at `now` (which fix the layout).
     pub fn features_with(&self, totals: &Totals, now: Millis) -> FeatureVector {
         let (w30, w90): (WindowTotals, WindowTotals) = (totals.recent(), totals.base());
-        let days_since = |t: Millis| ((now - t).max(0) as f64) / DAY_MS as f64;
+        let days_since =
+            |t: Millis| (now.checked_sub(t).map_or(0, |d| d.max(0)) as f64) / DAY_MS as f64;
         let tenure = if self.has_activity() {
             days_since(self.first_seen.millis())
         } else {

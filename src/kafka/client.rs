@@ -6,19 +6,59 @@
 //! function means an option such as `security.protocol` or `message.max.bytes` reaches every
 //! client, and no client can forget it.
 
+use std::path::Path;
+
 use rdkafka::config::ClientConfig;
 
-/// Splits `key=value` options; anything without `=` is an error the user must fix.
+/// Splits `key=value` options; anything without `=` is an error the user must fix. The error
+/// names the option by position only: an option may be a secret (`sasl.password=…`) typed
+/// with the wrong separator, and errors are logged.
 pub fn parse_options(options: &[String]) -> Result<Vec<(String, String)>, String> {
     options
         .iter()
         .filter(|o| !o.trim().is_empty())
-        .map(|o| {
+        .enumerate()
+        .map(|(i, o)| {
             o.split_once('=')
                 .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .ok_or_else(|| format!("kafka option {o:?} is not key=value"))
+                .ok_or_else(|| {
+                    format!(
+                        "kafka option {} of {} is not key=value (its text is not shown: it may \
+                         hold a secret)",
+                        i + 1,
+                        options.len()
+                    )
+                })
         })
         .collect()
+}
+
+/// Reads a file of `key=value` librdkafka settings, one per line; blank lines and lines
+/// starting with `#` are skipped. The file is where secrets go (`sasl.password`,
+/// `ssl.key.password`): errors name the file and line, never a value.
+pub fn read_option_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the kafka option file {}: {e}", path.display()))?;
+    let mut options = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                options.push((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => {
+                return Err(format!(
+                    "{} line {}: not key=value (its text is not shown: it may hold a secret)",
+                    path.display(),
+                    n + 1
+                ))
+            }
+        }
+    }
+    Ok(options)
 }
 
 /// A client configuration: `bootstrap.servers`, then `defaults` (this client's own settings),
@@ -53,8 +93,34 @@ mod tests {
     }
 
     #[test]
-    fn an_option_without_equals_is_refused() {
-        let err = parse_options(&["linger.ms".into()]).expect_err("not key=value");
-        assert!(err.contains("linger.ms"), "{err}");
+    fn an_option_without_equals_is_refused_without_showing_it() {
+        let err = parse_options(&["linger.ms=1".into(), "sasl.password:hunter2".into()])
+            .expect_err("not key=value");
+        assert!(err.contains("option 2 of 2"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn an_option_file_is_read_and_its_errors_show_no_value() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kafka.properties");
+        std::fs::write(
+            &path,
+            "# SASL\nsasl.username = svc\n\nsasl.password=s3cr=t\n",
+        )
+        .expect("write");
+        assert_eq!(
+            read_option_file(&path).expect("valid file"),
+            vec![
+                ("sasl.username".to_string(), "svc".to_string()),
+                ("sasl.password".to_string(), "s3cr=t".to_string()),
+            ]
+        );
+        std::fs::write(&path, "sasl.username=svc\nsasl.password hunter2\n").expect("write");
+        let err = read_option_file(&path).expect_err("line 2 is not key=value");
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = read_option_file(&dir.path().join("missing")).expect_err("no file");
+        assert!(err.contains("missing"), "{err}");
     }
 }

@@ -57,6 +57,7 @@ use crate::model::Model;
 use crate::Millis;
 use checkpoint::CheckpointError;
 pub use client::parse_options as parse_kafka_options;
+pub use client::read_option_file as read_kafka_option_file;
 use continuity::Continuity;
 pub use pipeline::run;
 use sink::SinkError;
@@ -87,6 +88,8 @@ pub struct PipelineConfig {
     /// Input records to events: the native schema or an event mapping.
     pub decoder: EventDecoder,
     pub max_future_skew: Millis,
+    /// Larger input messages are refused (`too_large`) before they are parsed.
+    pub max_event_bytes: usize,
     pub shutdown_timeout: Duration,
     /// `/healthz` fails once the instance has owned no partition this long while input waits
     /// that nobody consumes (see [`idle`]); `None` never.

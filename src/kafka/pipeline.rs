@@ -28,7 +28,7 @@ use super::telemetry::{self, Emit, EngineStatsExport};
 use super::{PipelineConfig, PipelineError, PipelineReport};
 use crate::clock::PartitionClocks;
 use crate::engine::{Applied, Scored};
-use crate::event::{EventKind, RejectReason, Rejection};
+use crate::event::{self, EventKind, RejectReason, Rejection};
 use crate::mapping::Decoded;
 use crate::metrics::Metrics;
 use crate::model::Model;
@@ -432,10 +432,11 @@ impl<'a> Pipeline<'a> {
         // A fresh pipeline reads again from the last checkpoint: apply, but count once.
         let first_time = self.continuity.first_time(partition, m.offset());
         let decoded = match m.payload() {
-            Some(payload) => self
-                .cfg
-                .decoder
-                .decode(payload, wall_now(), self.cfg.max_future_skew),
+            Some(payload) => event::check_size(payload, self.cfg.max_event_bytes).and_then(|()| {
+                self.cfg
+                    .decoder
+                    .decode(payload, wall_now(), self.cfg.max_future_skew)
+            }),
             None => Err(Rejection::new(RejectReason::MalformedJson, NULL_PAYLOAD)),
         };
         if first_time {

@@ -106,6 +106,7 @@ fn add_counters(into: &mut EngineCounters, c: EngineCounters) {
     into.erased += c.erased;
     into.duplicates += c.duplicates;
     into.late_accepted += c.late_accepted;
+    into.dedupe_forgotten += c.dedupe_forgotten;
 }
 
 impl Partitions {
@@ -296,6 +297,13 @@ impl Partitions {
             counters: self.counters(),
             stages: self.stage_stats(),
             users: self.users(),
+            largest_partition_users: self
+                .tasks
+                .values()
+                .map(|t| t.engine.users())
+                .max()
+                .unwrap_or(0),
+            user_cap: self.engine_config.max_users,
             outcomes_pending: self.outcomes_pending(),
             clock: self.clock(),
             producer_queue,

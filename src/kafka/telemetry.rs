@@ -481,6 +481,9 @@ pub struct EngineTotals {
     pub counters: EngineCounters,
     pub stages: StageStats,
     pub users: usize,
+    /// Users of the fullest partition, and the most one may hold.
+    pub largest_partition_users: usize,
+    pub user_cap: usize,
     pub outcomes_pending: usize,
     /// The latest engine clock (`Millis::MIN` before anything happened).
     pub clock: Millis,
@@ -499,6 +502,9 @@ impl EngineStatsExport {
         metrics
             .events_late
             .inc_by(c.late_accepted - before.late_accepted);
+        metrics
+            .dedupe_forgotten
+            .inc_by(c.dedupe_forgotten - before.dedupe_forgotten);
         let stages = totals.stages;
         for (from, to, delta) in stages
             .transitions
@@ -520,6 +526,10 @@ impl EngineStatsExport {
                 .set(n as i64);
         }
         metrics.users_tracked.set(totals.users as i64);
+        metrics
+            .partition_users_max
+            .set(totals.largest_partition_users as i64);
+        metrics.partition_user_cap.set(totals.user_cap as i64);
         metrics.outcomes_pending.set(totals.outcomes_pending as i64);
         let clock = totals.clock;
         if clock != Millis::MIN {

@@ -79,6 +79,18 @@ impl Service {
         model: &std::path::Path,
         extra: &[&str],
     ) -> Service {
+        Service::start_with_env(bootstrap, t, model, extra, &[])
+    }
+
+    /// Like [`Service::start_with_model`], with environment variables set after the defaults
+    /// (so they win over them, `RUST_LOG` included).
+    pub fn start_with_env(
+        bootstrap: &str,
+        t: &Topics,
+        model: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Service {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("churnguard.log");
         let port = free_port();
@@ -100,6 +112,7 @@ impl Service {
             .env("CHURNGUARD_SESSION_TIMEOUT_MS", "6000")
             .env("CHURNGUARD_COMMIT_INTERVAL_MS", "300")
             .env("RUST_LOG", "info,rdkafka=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(File::create(&log).expect("log file"))
             .spawn()
