@@ -228,19 +228,10 @@ pub fn fit(customers: &[Customer]) -> Result<(BgNbdParams, f64), BgNbdError> {
         a: 0.5,
         b: 2.0,
     };
-    let mut theta = [start.r.ln(), start.alpha.ln(), start.a.ln(), start.b.ln()];
-    let mut best = objective(&theta);
-    for _ in 0..20 {
-        let (t, f) = nelder_mead(&objective, theta, 0.5, 4000);
-        let improved = f < best - 1e-12;
-        if f <= best {
-            theta = t;
-            best = f;
-        }
-        if !improved {
-            break;
-        }
-    }
+    let (theta, best) = minimize_restarted(
+        &objective,
+        [start.r.ln(), start.alpha.ln(), start.a.ln(), start.b.ln()],
+    );
     if !best.is_finite() {
         return Err(BgNbdError::NoConvergence(start));
     }
@@ -254,10 +245,31 @@ pub fn fit(customers: &[Customer]) -> Result<(BgNbdParams, f64), BgNbdError> {
     Ok((p, -best * n))
 }
 
+/// Nelder–Mead from `x0`, restarted from its own optimum until a restart no longer improves:
+/// a simplex can stall on a long flat ridge of a likelihood.
+pub(crate) fn minimize_restarted<const D: usize>(
+    f: &impl Fn(&[f64; D]) -> f64,
+    x0: [f64; D],
+) -> ([f64; D], f64) {
+    let (mut x, mut best) = (x0, f(&x0));
+    for _ in 0..20 {
+        let (t, ft) = nelder_mead(f, x, 0.5, 4000);
+        let improved = ft < best - 1e-12;
+        if ft <= best {
+            x = t;
+            best = ft;
+        }
+        if !improved {
+            break;
+        }
+    }
+    (x, best)
+}
+
 /// Minimises `f` from `x0` with an initial simplex of side `step` (standard coefficients:
 /// reflection 1, expansion 2, contraction ½, shrink ½). Small and dependency-free; four
 /// parameters need nothing cleverer.
-pub(crate) fn nelder_mead<const D: usize>(
+fn nelder_mead<const D: usize>(
     f: &impl Fn(&[f64; D]) -> f64,
     x0: [f64; D],
     step: f64,

@@ -22,7 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::bgnbd::{ln_gamma, nelder_mead};
+use super::bgnbd::{ln_gamma, minimize_restarted};
 
 /// Why a Gamma-Gamma model could not be fitted or used.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -106,7 +106,7 @@ pub fn total_log_likelihood(p: &GammaGammaParams, data: &[Spender]) -> f64 {
 
 /// Maximum-likelihood fit on the customers with a repeat order (others carry no information
 /// about spend variation and are skipped, as in the paper). Nelder–Mead on the log-parameters,
-/// restarted from its own optimum until a restart no longer improves the likelihood.
+/// restarted like the BG/NBD fit.
 pub fn fit(customers: &[Spender]) -> Result<(GammaGammaParams, f64), GammaGammaError> {
     for (index, s) in customers.iter().enumerate() {
         if !(s.x.is_finite() && s.x >= 0.0) {
@@ -144,19 +144,8 @@ pub fn fit(customers: &[Spender]) -> Result<(GammaGammaParams, f64), GammaGammaE
         }
     };
     // Start where the population mean pγ/(q−1) equals the sample mean.
-    let mut theta = [1.0f64.ln(), 2.0f64.ln(), mean.max(1e-6).ln()];
-    let mut best = objective(&theta);
-    for _ in 0..20 {
-        let (t, f) = nelder_mead(&objective, theta, 0.5, 4000);
-        let improved = f < best - 1e-12;
-        if f <= best {
-            theta = t;
-            best = f;
-        }
-        if !improved {
-            break;
-        }
-    }
+    let (theta, best) =
+        minimize_restarted(&objective, [1.0f64.ln(), 2.0f64.ln(), mean.max(1e-6).ln()]);
     if !best.is_finite() {
         return Err(GammaGammaError::NoConvergence);
     }
